@@ -1,0 +1,155 @@
+"""A small model-formula parser that builds design matrices with numpy, fast enough for the hot loop.
+
+statsmodels' formula interface spends 7-20 ms per call building design matrices at n=1000; a study fits
+thousands of replicates, so simstudy parses a formula once (in the estimator's constructor) and builds the
+arrays of each replicate with plain numpy. The language is the part of Wilkinson-Rogers notation that
+simulation models use, with patsy's names for the columns so results line up with statsmodels:
+
+- ``y ~ x1 + x2``: numeric columns, with an intercept named ``Intercept``;
+- ``C(g)``: treatment (dummy) coding of a categorical column, reference = the first sorted level,
+  columns named ``C(g)[T.level]``;
+- ``x1:x2``, ``C(g):x``: products of the terms' columns (named ``x1:x2``, ``C(g)[T.b]:x``);
+- ``- 1`` or ``+ 0`` (or ``0 +``): no intercept; then, as in patsy, a first term that is one categorical
+  factor gets a column for every level (``C(g)[a]``, ``C(g)[b]``).
+
+Anything else is refused with a clear ``ValueError`` when the formula is parsed, not when it is used.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from simstudy.types import Data
+
+_NAME = r"[A-Za-z_][A-Za-z0-9_.]*"
+_FACTOR = re.compile(rf"^(?:(?P<cat>C\(\s*(?P<cname>{_NAME})\s*\))|(?P<num>{_NAME}))$")
+
+
+@dataclass(frozen=True)
+class _Factor:
+    column: str
+    categorical: bool
+
+
+class Formula:
+    """A parsed formula ``response ~ terms``; :meth:`build` turns one replicate's data into arrays.
+
+    Parameters
+    ----------
+    text : str
+        The formula, e.g. ``"score ~ hs_gpa + C(method)"``.
+
+    Examples
+    --------
+    >>> f = Formula("y ~ x + C(g)")
+    >>> y, X, names = f.build({"y": np.array([1., 2, 3]), "x": np.array([0., 1, 2]),
+    ...                        "g": np.array(["a", "b", "b"])})
+    >>> names
+    ('Intercept', 'x', 'C(g)[T.b]')
+    """
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        if text.count("~") != 1:
+            raise ValueError(f"formula {text!r} must have the form 'response ~ terms'")
+        lhs, rhs = (s.strip() for s in text.split("~"))
+        if not re.fullmatch(_NAME, lhs):
+            raise ValueError(f"formula {text!r}: the response must be a column name, got {lhs!r}")
+        self.response = lhs
+        self.intercept = True
+        terms: list[tuple[_Factor, ...]] = []
+        rhs = re.sub(r"\s+", " ", rhs)
+        tokens = re.split(r"\s*([+-])\s*", "+ " + rhs if rhs and rhs[0] not in "+-" else rhs)
+        # tokens alternate: '', sign, term, sign, term ...
+        pairs = list(zip(tokens[1::2], tokens[2::2]))
+        if not pairs:
+            raise ValueError(f"formula {text!r} has no terms")
+        for sign, term in pairs:
+            term = term.strip()
+            if term in ("0", "1"):
+                if (sign == "-" and term == "1") or (sign == "+" and term == "0"):
+                    self.intercept = False
+                elif sign == "+" and term == "1":
+                    self.intercept = True
+                else:
+                    raise ValueError(f"formula {text!r}: cannot read '{sign} {term}'")
+                continue
+            if sign == "-":
+                raise ValueError(f"formula {text!r}: removing terms ('- {term}') is not supported")
+            factors = []
+            for part in term.split(":"):
+                m = _FACTOR.match(part.strip())
+                if not m:
+                    raise ValueError(
+                        f"formula {text!r}: cannot read term {part.strip()!r} "
+                        "(use column names, C(column) and ':' interactions)"
+                    )
+                factors.append(_Factor(m["cname"] or m["num"], m["cat"] is not None))
+            if tuple(factors) not in terms:
+                terms.append(tuple(factors))
+        self.terms: tuple[tuple[_Factor, ...], ...] = tuple(terms)
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """Every data column the formula reads, the response first."""
+        cols = [self.response]
+        for term in self.terms:
+            cols.extend(f.column for f in term if f.column not in cols)
+        return tuple(dict.fromkeys(cols))
+
+    def check_columns(self, data: Data) -> None:
+        """Raise ``ValueError`` naming the first column the formula needs that ``data`` lacks."""
+        for col in self.columns:
+            if col not in data:
+                raise ValueError(f"formula {self.text!r} names column {col!r}, which the data do not have")
+
+    def build(self, data: Data) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+        """Build the response vector, the design matrix and the column names for one replicate.
+
+        Returns
+        -------
+        y : numpy.ndarray, shape (n,)
+        X : numpy.ndarray, shape (n, p), float64, Fortran-ordered
+        names : tuple of str
+        """
+        self.check_columns(data)
+        y = np.asarray(data[self.response], dtype=float)
+        n = y.shape[0]
+        blocks: list[np.ndarray] = []
+        names: list[str] = []
+        if self.intercept:
+            blocks.append(np.ones((n, 1)))
+            names.append("Intercept")
+        for i, term in enumerate(self.terms):
+            full_rank = i == 0 and not self.intercept and len(term) == 1
+            cols: list[np.ndarray] = [np.ones(n)]
+            labels: list[str] = [""]
+            for factor in term:
+                values = np.asarray(data[factor.column])
+                if factor.categorical:
+                    levels, codes = np.unique(values, return_inverse=True)
+                    first = 0 if full_rank else 1
+                    new_cols = [(codes == k).astype(float) for k in range(first, len(levels))]
+                    prefix = "" if full_rank else "T."
+                    new_labels = [f"C({factor.column})[{prefix}{lev}]" for lev in levels[first:]]
+                else:
+                    new_cols = [values.astype(float)]
+                    new_labels = [factor.column]
+                cols = [c * nc for c in cols for nc in new_cols]
+                labels = [f"{a}:{b}" if a else b for a in labels for b in new_labels]
+            if cols:
+                blocks.append(np.column_stack(cols))
+                names.extend(labels)
+        X = np.asfortranarray(np.hstack(blocks)) if blocks else np.empty((n, 0))
+        return y, X, tuple(names)
+
+
+def group_codes(data: Data, column: str) -> tuple[np.ndarray, int]:
+    """Integer codes 0..G-1 of a grouping column and the number of groups ``G``."""
+    if column not in data:
+        raise ValueError(f"grouping column {column!r} is not in the data")
+    _, codes = np.unique(np.asarray(data[column]), return_inverse=True)
+    return codes.astype(np.intp), int(codes.max()) + 1 if codes.size else 0

@@ -1,0 +1,18 @@
+"""Type aliases shared across simstudy."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Union
+
+import numpy as np
+import pandas as pd
+
+#: One replicate's data: a mapping of column name to a 1-D array (or a DataFrame).
+Data = Union[Mapping[str, np.ndarray], pd.DataFrame]
+
+#: The values of the design factors for one cell, by factor name.
+Factors = Mapping[str, Any]
+
+#: True values of the estimands, by parameter name.
+Truth = Mapping[str, float]
