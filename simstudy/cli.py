@@ -1,0 +1,176 @@
+"""The ``simstudy`` command line: ``run``, ``show`` and ``summarize``.
+
+Bad input gets one clear line on stderr and exit code 2, never a traceback (set ``SIMSTUDY_DEBUG=1`` to
+see one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    """Bad input from the user: reported as one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(message)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _level(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must lie between 0 and 1, got {value}")
+    return value
+
+
+def parse_true(text: str) -> float | str | dict[str, float]:
+    """``--true``: a number, ``param=value,param=value``, or a column name."""
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    if "=" in text:
+        out = {}
+        for part in text.split(","):
+            key, sep, value = part.partition("=")
+            try:
+                out[key.strip()] = float(value)
+            except ValueError:
+                raise UsageError(f"--true: cannot read {part!r} as parameter=number") from None
+        return out
+    return text
+
+
+# --- commands -----------------------------------------------------------------------------------------
+
+
+def cmd_summarize(args: argparse.Namespace) -> int:
+    from simstudy.display import format_wide
+    from simstudy.store import write_netcdf
+    from simstudy.table import read_table, summarize_table
+
+    if (args.ci_lower is None) != (args.ci_upper is None):
+        raise UsageError("--ci-lower and --ci-upper go together")
+    table = read_table(args.table)
+    summary = summarize_table(
+        table,
+        estimate=args.estimate,
+        se=args.se,
+        true=parse_true(args.true),
+        method=args.method,
+        param=args.param,
+        by=args.by or (),
+        ref=args.ref,
+        rep=args.rep,
+        df=args.df,
+        ci=(args.ci_lower, args.ci_upper) if args.ci_lower else None,
+        level=args.level,
+    )
+    summary.attrs["source"] = str(args.table)
+    print(format_wide(summary))
+    if args.out:
+        write_netcdf(summary, Path(args.out))
+        print(f"\nwrote {args.out}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from simstudy.runner import RunConfig, run_study
+    from simstudy.study import load_study
+
+    study = load_study(args.study)
+    config = RunConfig(
+        reps=args.reps, jobs=args.jobs, seed=args.seed, chunk_size=args.chunk_size, quiet=args.quiet,
+        out=Path(args.out) if args.out else None, command=" ".join(["simstudy", *sys.argv[1:]]),
+    )
+    run_study(study, config, study_file=Path(args.study))
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from simstudy.runner import show
+
+    print(show(Path(args.dir)))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``simstudy`` command."""
+    parser = _Parser(prog="simstudy", description="Monte Carlo simulation studies with MCSE.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    run = sub.add_parser("run", help="run a study file")
+    run.add_argument("study", help="a study file, e.g. studies/cluster_trial.py")
+    run.add_argument("--reps", type=_positive_int, help="replicates per cell (default: the study's)")
+    run.add_argument("--jobs", type=_positive_int, default=None, help="worker processes (default: all cores)")
+    run.add_argument("--seed", type=int, help="master seed (default: the study's)")
+    run.add_argument("--out", help="output directory (default: results/<study name>)")
+    run.add_argument("--chunk-size", type=_positive_int, help="replicates per task (default: automatic)")
+    run.add_argument("--quiet", action="store_true", help="no progress and no table")
+    run.set_defaults(func=cmd_run)
+
+    show = sub.add_parser("show", help="print the summary table of a finished run")
+    show.add_argument("dir", help="a run's output directory, e.g. results/cluster_trial")
+    show.set_defaults(func=cmd_show)
+
+    summ = sub.add_parser("summarize", help="performance measures for a CSV or Parquet table of estimates")
+    summ.add_argument("table", help="CSV or Parquet file, one row per replicate and method")
+    summ.add_argument("--estimate", required=True, help="column of point estimates")
+    summ.add_argument("--se", required=True, help="column of standard errors")
+    summ.add_argument("--true", required=True,
+                      help="true value: a number, a column name, or param=value,param=value")
+    summ.add_argument("--method", help="column naming the method")
+    summ.add_argument("--param", help="column naming the parameter (several estimands)")
+    summ.add_argument("--by", nargs="+", help="columns of design factors")
+    summ.add_argument("--ref", help="reference method for relative precision")
+    summ.add_argument("--rep", help="column of replicate ids (pairs methods)")
+    summ.add_argument("--df", help="column of degrees of freedom (t intervals)")
+    summ.add_argument("--ci-lower", help="column of lower interval limits")
+    summ.add_argument("--ci-upper", help="column of upper interval limits")
+    summ.add_argument("--level", type=_level, default=0.95, help="confidence level (default 0.95)")
+    summ.add_argument("--out", help="write the summary Dataset to this netCDF file")
+    summ.set_defaults(func=cmd_summarize)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``simstudy`` console script; returns the exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        func: Callable[[argparse.Namespace], int] = args.func
+        return func(args)
+    except (UsageError, ValueError, OSError) as exc:
+        if os.environ.get("SIMSTUDY_DEBUG"):
+            raise
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"simstudy: error: {message}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("simstudy: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,92 @@
+"""Plain-text tables of a summary Dataset, for the terminal."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+
+import numpy as np
+import xarray as xr
+
+from simstudy.measures import MEASURES
+
+#: Measures shown by ``simstudy run`` and ``simstudy show``.
+COMPACT: tuple[str, ...] = ("bias", "coverage", "rmse")
+
+
+def cell(value: float, mcse: float | None, digits: int = 4) -> str:
+    """``value (mcse)`` with fixed decimals; ``-`` for NaN."""
+    if not np.isfinite(value):
+        return "-"
+    text = f"{value:.{digits}f}"
+    if mcse is not None and np.isfinite(mcse):
+        text += f" ({mcse:.{digits}f})"
+    return text
+
+
+def _render(header: Sequence[str], rows: list[Sequence[str]], right_from: int = 1) -> list[str]:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    lines = []
+    for r in [header, *rows]:
+        parts = [str(v).ljust(w) if i < right_from else str(v).rjust(w)
+                 for i, (v, w) in enumerate(zip(r, widths))]
+        lines.append("  ".join(parts).rstrip())
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return lines
+
+
+def _groups(summary: xr.Dataset, exclude: Sequence[str]) -> list[dict[str, object]]:
+    dims = [d for d in summary["bias"].dims if d not in exclude]
+    values = [summary.coords[d].values.tolist() for d in dims]
+    return [dict(zip(dims, combo)) for combo in itertools.product(*values)]
+
+
+def _label(sel: dict[str, object]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sel.items())
+
+
+def format_wide(
+    summary: xr.Dataset, measures: Sequence[str] = MEASURES, digits: int = 4
+) -> str:
+    """Measures down, methods across, ``value (MCSE)``, one block per design cell and parameter."""
+    blocks = []
+    methods = summary.coords["method"].values.tolist() if "method" in summary.dims else [None]
+    for sel in _groups(summary, exclude=("method",)):
+        sub = summary.sel(sel) if sel else summary
+        rows: list[Sequence[str]] = []
+        for name in measures:
+            if name == "rel_precision" and not summary.attrs.get("ref"):
+                continue
+            row = [name]
+            for m in methods:
+                s = sub.sel({"method": m}) if m is not None else sub
+                row.append(cell(float(s[name]), float(s[f"{name}_mcse"]), digits))
+            rows.append(row)
+        for name in ("n_valid", "n_rep"):
+            rows.append([name] + [str(int((sub.sel({"method": m}) if m is not None else sub)[name]))
+                                  for m in methods])
+        notes = {str(n) for n in np.atleast_1d(sub["note"].values) if str(n)}
+        header = ["measure"] + [str(m) for m in methods]
+        title = _label(sel) if sel else "all"
+        block = [title] + _render(header, rows)
+        block += [f"note: {n}" for n in sorted(notes)]
+        blocks.append("\n".join(block))
+    return "\n\n".join(blocks)
+
+
+def format_compact(
+    summary: xr.Dataset, measures: Sequence[str] = COMPACT, digits: int = 4
+) -> str:
+    """One row per design cell, method and parameter: the given measures with MCSE, and counts."""
+    dims = [d for d in summary["bias"].dims]
+    header = [*dims, *measures, "valid/reps"]
+    rows = []
+    for sel in _groups(summary, exclude=()):
+        s = summary.sel(sel)
+        if int(s["n_rep"]) == 0:
+            continue
+        row = [str(sel[d]) for d in dims]
+        row += [cell(float(s[m]), float(s[f"{m}_mcse"]), digits) for m in measures]
+        row.append(f"{int(s['n_valid'])}/{int(s['n_rep'])}")
+        rows.append(row)
+    return "\n".join(_render(header, rows, right_from=len(dims)))

@@ -1,0 +1,67 @@
+"""Writing and reading run output: netCDF datasets and JSON files, each written atomically.
+
+A file is written to a temporary name in the same directory and renamed into place, so a run that dies
+mid-write never leaves a half-written file under the final name.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success rename it to ``path``, else remove it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _plain_attrs(attrs: dict[str, Any]) -> dict[str, Any]:
+    """netCDF attributes: strings and numbers as they are, anything structured as a JSON string."""
+    out = {}
+    for key, value in attrs.items():
+        if isinstance(value, (str, int, float, np.integer, np.floating)) and not isinstance(value, bool):
+            out[key] = value
+        else:
+            out[key] = json.dumps(value, default=str)
+    return out
+
+
+def write_netcdf(ds: xr.Dataset, path: Path) -> None:
+    """Write ``ds`` to ``path`` (netCDF4) atomically; structured attributes become JSON strings."""
+    ds = ds.copy()
+    ds.attrs = _plain_attrs(ds.attrs)
+    for var in ds.variables.values():
+        var.attrs = _plain_attrs(var.attrs)
+    with atomic_path(path) as tmp:
+        ds.to_netcdf(tmp, engine="netcdf4")
+
+
+def read_netcdf(path: Path) -> xr.Dataset:
+    """Read a dataset written by :func:`write_netcdf` fully into memory."""
+    if not path.is_file():
+        raise ValueError(f"{str(path)!r} does not exist")
+    with xr.open_dataset(path, engine="netcdf4") as ds:
+        return ds.load()
+
+
+def write_json(obj: Any, path: Path) -> None:
+    """Write ``obj`` as indented JSON to ``path`` atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
