@@ -1,0 +1,38 @@
+"""Laying chunks on the grid and the run summary (only converged fits count)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from simstudy.assemble import estimates_dataset, summary_dataset
+from simstudy.chunk import ChunkResult
+
+
+def chunk(cell_index, start, n, params, status, est):
+    values = {v: np.full((n, 1, len(params)), 0.5) for v in ("estimate", "se", "ci_lower", "ci_upper", "df")}
+    values["estimate"][:] = est
+    values["df"][:] = np.nan
+    return ChunkResult(cell_index, start, ("m",), params, values, np.full((n, 1), status, np.int8),
+                       np.zeros((n, 1), np.int32), np.full((n, 1), "", dtype=str), np.zeros((n, 1)), np.zeros(n))
+
+
+def test_chunks_land_where_they_belong():
+    cells = [{"a": 1}, {"a": 2}]
+    chunks = [chunk(1, 3, 2, ("x",), 0, 7.0), chunk(0, 1, 4, ("y", "x"), 0, 1.0), chunk(1, 1, 2, ("x",), 1, 3.0)]
+    ds = estimates_dataset({"a": [1, 2]}, cells, [{"x": 0.0}, {"x": 1.0, "z": 2.0}], ["m"], 4, chunks)
+    assert list(ds["param"].values) == ["x", "y", "z"]
+    assert ds["estimate"].sel({"a": 2, "param": "x", "method": "m"}).values.tolist() == [3, 3, 7, 7]
+    assert np.isnan(ds["estimate"].sel(a=2, param="y")).all()
+    assert ds["status"].sel({"a": 2, "method": "m"}).values.tolist() == [1, 1, 0, 0]
+    assert float(ds["true"].sel(a=2, param="z")) == 2.0 and np.isnan(ds["true"].sel(a=1, param="z"))
+    assert bool(ds["converged"].all())
+
+
+def test_summary_drops_nonconverged_fits():
+    cells = [{"a": 1}]
+    chunks = [chunk(0, 1, 3, ("x",), 0, 1.0), chunk(0, 4, 2, ("x",), 2, 5.0), chunk(0, 6, 1, ("x",), 2, 9.0)]
+    # statuses: 3 ok (1.0), 2 nonconverged (5.0), 1 nonconverged (9.0)
+    ds = estimates_dataset({"a": [1]}, cells, [{"x": 1.0}], ["m"], 6, chunks)
+    s = summary_dataset(ds).sel({"a": 1, "method": "m", "param": "x"})
+    assert int(s["n_valid"]) == 3 and int(s["n_rep"]) == 6 and int(s["n_nonconverged"]) == 3
+    assert float(s["bias"]) == 0.0
