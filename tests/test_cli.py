@@ -87,3 +87,42 @@ def test_console_script_exit_code():
                            "--se", "se", "--true", "0"], capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.strip() == "simstudy: error: table 'missing.csv' does not exist"
+
+
+TOY = Path(__file__).with_name("toy_study.py")
+
+
+def test_run_then_show(capsys, tmp_path):
+    out = tmp_path / "toy"
+    code, stdout, err = run_cli(capsys, "run", str(TOY), "--reps", "20", "--jobs", "1", "--out", str(out))
+    assert code == 0, err
+    assert "valid/reps" in stdout and f"results in {out}/" in stdout
+    assert "simstudy: 100% (80/80 replicates" in err
+    code, shown, _ = run_cli(capsys, "show", str(out))
+    assert code == 0 and shown.strip() in stdout
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        (["run", "nope.py"], "study file 'nope.py' does not exist"),
+        (["run", "TOY", "--jobs", "0"], "--jobs: must be at least 1"),
+        (["run", "TOY", "--reps", "-3"], "--reps: must be at least 1"),
+        (["run", "TOY", "--reps", "many"], "--reps: expected a whole number"),
+        (["run", "TOY", "--frobnicate"], "unrecognized arguments: --frobnicate"),
+        (["show", "nowhere"], "is not a run's output directory"),
+    ],
+)
+def test_bad_run_input(capsys, argv, fragment):
+    argv = [str(TOY) if a == "TOY" else a for a in argv]
+    code, _, err = run_cli(capsys, *argv)
+    assert_one_line_error(code, err, fragment)
+
+
+def test_bad_factor_value_in_study_file(capsys, tmp_path):
+    text = TOY.read_text().replace('Design({"n": [10, 40]', 'Design({"n": [1, 40]')
+    path = tmp_path / "bad.py"
+    path.write_text(text)
+    code, _, err = run_cli(capsys, "run", str(path), "--out", str(tmp_path / "o"))
+    assert_one_line_error(code, err, "factor 'n' must be at least 2, got 1")
+    assert not (tmp_path / "o").exists()
