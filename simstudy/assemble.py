@@ -26,15 +26,19 @@ def estimates_dataset(
     methods: Sequence[str],
     reps: int,
     chunks: Iterable[ChunkResult],
+    params: Sequence[str] | None = None,
 ) -> xr.Dataset:
     """Lay chunk results out on the grid: dims (factors..., rep, method, param).
 
-    Cells the design's filter left out hold NaN and status ``not_run``. Parameters are every parameter any
-    fit reported, then any true value no fit reported.
+    Cells the design's filter left out, and replicates never run, hold NaN and status ``not_run``.
+    Parameters are ``params`` (default: every parameter any chunk reports, which reads ``chunks`` into
+    memory first), then any true value no fit reported.
     """
-    chunks = list(chunks)
-    params = list(dict.fromkeys(p for c in chunks for p in c.params))
-    params += [p for t in truths for p in t if p not in params]
+    if params is None:
+        chunks = list(chunks)
+        params = list(dict.fromkeys(p for c in chunks for p in c.params))
+    params = list(params)
+    params += list(dict.fromkeys(p for t in truths for p in t if p not in params))
     p_index = {p: i for i, p in enumerate(params)}
     dims = list(factors)
     shape = [len(v) for v in factors.values()]

@@ -11,6 +11,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 EXIT_USAGE = 2
 
@@ -95,16 +96,30 @@ def cmd_summarize(args: argparse.Namespace) -> int:
     return 0
 
 
+def _config(args: argparse.Namespace) -> Any:
+    from simstudy.runner import RunConfig
+
+    return RunConfig(
+        reps=getattr(args, "reps", None), jobs=args.jobs, seed=getattr(args, "seed", None),
+        chunk_size=args.chunk_size, quiet=args.quiet, out=Path(args.out) if getattr(args, "out", None) else None,
+        force=args.force, retries=args.retries, max_failure_rate=args.max_failure_rate,
+        command=" ".join(["simstudy", *sys.argv[1:]]),
+    )
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    from simstudy.runner import RunConfig, run_study
+    from simstudy.runner import run_study
     from simstudy.study import load_study
 
     study = load_study(args.study)
-    config = RunConfig(
-        reps=args.reps, jobs=args.jobs, seed=args.seed, chunk_size=args.chunk_size, quiet=args.quiet,
-        out=Path(args.out) if args.out else None, command=" ".join(["simstudy", *sys.argv[1:]]),
-    )
-    run_study(study, config, study_file=Path(args.study))
+    run_study(study, _config(args), study_file=Path(args.study))
+    return 0
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from simstudy.runner import resume
+
+    resume(Path(args.dir), _config(args))
     return 0
 
 
@@ -113,6 +128,15 @@ def cmd_show(args: argparse.Namespace) -> int:
 
     print(show(Path(args.dir)))
     return 0
+
+
+def _run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quiet", action="store_true", help="no progress and no table")
+    p.add_argument("--force", action="store_true",
+                   help="recompute cells whose checkpoints came from a changed study")
+    p.add_argument("--retries", type=int, default=1, help="retries of a chunk whose worker died (default 1)")
+    p.add_argument("--max-failure-rate", type=_level, default=None,
+                   help="stop a cell once a method fails on more than this share of replicates")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -127,8 +151,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, help="master seed (default: the study's)")
     run.add_argument("--out", help="output directory (default: results/<study name>)")
     run.add_argument("--chunk-size", type=_positive_int, help="replicates per task (default: automatic)")
-    run.add_argument("--quiet", action="store_true", help="no progress and no table")
+    _run_options(run)
     run.set_defaults(func=cmd_run)
+
+    res = sub.add_parser("resume", help="finish an interrupted run (computes only what is missing)")
+    res.add_argument("dir", help="the run's output directory, e.g. results/cluster_trial")
+    res.add_argument("--reps", type=_positive_int, help="extend to this many replicates per cell")
+    res.add_argument("--jobs", type=_positive_int, default=None, help="worker processes (default: all cores)")
+    res.add_argument("--chunk-size", type=_positive_int, help="replicates per task")
+    _run_options(res)
+    res.set_defaults(func=cmd_resume)
 
     show = sub.add_parser("show", help="print the summary table of a finished run")
     show.add_argument("dir", help="a run's output directory, e.g. results/cluster_trial")

@@ -1,35 +1,46 @@
-"""Running a study: cells -> tasks (chunks of replicates) -> joblib workers -> estimates and summary.
+"""Running a study: cells -> tasks (chunks of replicates) -> workers -> checkpoints -> estimates, summary.
 
-Results stream back as chunks finish (``return_as="generator_unordered"``), so the progress bar moves and
-every chunk can be written as it arrives. Every worker uses one BLAS thread.
+Each finished chunk is written to ``DIR/chunks/`` as it arrives, so a run that dies loses at most the chunks
+in flight, and running again (``simstudy run`` onto the same directory, or ``simstudy resume DIR``)
+computes only what is missing. The final files are assembled from the checkpoints, so they are the same
+bit for bit whether or not the run was interrupted.
 """
 
 from __future__ import annotations
 
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import xarray as xr
 
 from simstudy import __version__
 from simstudy.assemble import estimates_dataset, summary_dataset
-from simstudy.chunk import ChunkResult, Task, run_chunk
+from simstudy.checkpoint import ChunkFile, write_chunk
+from simstudy.chunk import ChunkResult, Task
+from simstudy.dispatch import execute
 from simstudy.display import format_compact
+from simstudy.estimators.base import STATUSES
+from simstudy.fingerprint import describe
+from simstudy.lock import RunLock
+from simstudy.plan import Plan
+from simstudy.preflight import preflight
 from simstudy.progress import Progress
-from simstudy.store import read_netcdf, write_json, write_netcdf
-from simstudy.study import Study, check_reps, check_seed, file_hash
+from simstudy.store import read_json, read_netcdf, write_json, write_netcdf
+from simstudy.study import Study, check_reps, check_seed, file_hash, load_study
 
 DEFAULT_CHUNK = 50
 DEPENDENCIES = ("numpy", "scipy", "pandas", "statsmodels", "joblib", "xarray", "netCDF4", "pyarrow")
+_BAD = (STATUSES.index("nonconverged"), STATUSES.index("failed"))
 
 
 @dataclass(frozen=True)
@@ -48,6 +59,13 @@ class RunConfig:
         Output directory (default ``results/<study name>``).
     quiet : bool
         No progress and no printed table.
+    force : bool
+        Recompute cells whose checkpoints came from a different version of the study.
+    retries : int
+        How often a chunk whose worker died is retried before it is recorded as failed.
+    max_failure_rate : float, optional
+        Stop a cell early once any method fails (or does not converge) on more than this share of its
+        replicates (judged after at least 20 replicates).
     backend : str
         joblib backend (``loky``).
     command : str
@@ -60,17 +78,11 @@ class RunConfig:
     chunk_size: int | None = None
     out: Path | None = None
     quiet: bool = False
+    force: bool = False
+    retries: int = 1
+    max_failure_rate: float | None = None
     backend: str = "loky"
     command: str = ""
-
-
-def plan_tasks(cells: Sequence[dict[str, Any]], reps: int, chunk_size: int, seed: int) -> list[Task]:
-    """Split every cell's replicates into tasks of at most ``chunk_size`` replicates."""
-    return [
-        Task(i, cell, start, min(start + chunk_size, reps + 1), seed)
-        for i, cell in enumerate(cells)
-        for start in range(1, reps + 1, chunk_size)
-    ]
 
 
 def default_chunk_size(n_cells: int, reps: int, jobs: int) -> int:
@@ -79,20 +91,29 @@ def default_chunk_size(n_cells: int, reps: int, jobs: int) -> int:
     return max(1, min(DEFAULT_CHUNK, reps, per_task))
 
 
-def execute(study: Study, tasks: Sequence[Task], jobs: int, backend: str = "loky") -> Iterator[ChunkResult]:
-    """Run tasks and yield their results as they finish (in any order)."""
-    from threadpoolctl import threadpool_limits
+class FailureBudget:
+    """Stops a cell once any method's share of failed or non-converged fits passes ``max_rate``."""
 
-    if jobs == 1:
-        with threadpool_limits(limits=1):
-            for task in tasks:
-                yield run_chunk(study, task)
-        return
-    from joblib import Parallel, delayed, parallel_config
+    MIN_REPS = 20
 
-    with parallel_config(backend=backend, inner_max_num_threads=1):
-        parallel = Parallel(n_jobs=jobs, return_as="generator_unordered", batch_size=1)
-        yield from parallel(delayed(run_chunk)(study, t) for t in tasks)
+    def __init__(self, n_cells: int, n_methods: int, max_rate: float | None) -> None:
+        self.max_rate = max_rate
+        self.done = np.zeros(n_cells, np.int64)
+        self.bad = np.zeros((n_cells, n_methods), np.int64)
+        self.stopped: set[int] = set()
+
+    def add(self, result: ChunkResult) -> None:
+        """Count a finished chunk."""
+        i = result.cell_index
+        self.done[i] += result.n
+        self.bad[i] += np.isin(result.status, _BAD).sum(axis=0)
+        if self.max_rate is not None and self.done[i] >= self.MIN_REPS:
+            if (self.bad[i] / self.done[i]).max() > self.max_rate:
+                self.stopped.add(i)
+
+    def skip(self, task: Task) -> bool:
+        """True for a task of a cell that has been stopped."""
+        return task.cell_index in self.stopped
 
 
 def provenance(study: Study, config: RunConfig, study_file: Path | None, seed: int, reps: int) -> dict:
@@ -122,21 +143,26 @@ def _git_commit(where: Path) -> str:
     return out.stdout.strip() if out.returncode == 0 else ""
 
 
-def describe(obj: Any) -> str:
-    """A readable one-line description of a DGP or estimator from its configuration."""
-    fields = ", ".join(f"{k}={v!r}" for k, v in vars(obj).items() if not k.startswith("_")) if hasattr(
-        obj, "__dict__") else ""
-    return f"{type(obj).__name__}({fields})"
+def _check_writable(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"cannot create output directory {str(out)!r}: {exc.strerror}") from None
+    if not os.access(out, os.W_OK):
+        raise ValueError(f"output directory {str(out)!r} is not writable")
 
 
-def run_study(
-    study: Study,
-    config: RunConfig = RunConfig(),
-    *,
-    study_file: Path | None = None,
-    on_chunk: Callable[[ChunkResult], None] | None = None,
-) -> tuple[xr.Dataset, xr.Dataset]:
-    """Run a study and write ``study.json``, ``estimates.nc`` and ``summary.nc`` to the output directory.
+def _check_same_study(out: Path, name: str) -> None:
+    path = out / "study.json"
+    if path.is_file():
+        previous = read_json(path).get("name")
+        if previous != name:
+            raise ValueError(f"{str(out)!r} holds results of study {previous!r}, not {name!r}; choose another --out")
+
+
+def run_study(study: Study, config: RunConfig = RunConfig(), *, study_file: Path | None = None
+              ) -> tuple[xr.Dataset, xr.Dataset]:
+    """Run (or finish, or extend) a study; write ``study.json``, ``estimates.nc`` and ``summary.nc``.
 
     Returns
     -------
@@ -149,59 +175,87 @@ def run_study(
         raise ValueError(f"jobs must be at least 1, got {jobs}")
     cells = study.validate()
     truths = [study.truth_for(c) for c in cells]
-    chunk = config.chunk_size or default_chunk_size(len(cells), reps, jobs)
+    preflight(study, cells[0], seed)
     out = config.out if config.out is not None else Path("results") / study.name
     _check_writable(out)
+    with RunLock(out):
+        _check_same_study(out, study.name)
+        plan = Plan.make(study, out, cells, truths, reps, seed, force=config.force)
+        chunk = config.chunk_size or default_chunk_size(len(cells), reps, jobs)
+        started = datetime.now(timezone.utc)
+        info = provenance(study, config, study_file, seed, reps)
+        info |= {"jobs": jobs, "chunk_size": chunk, "backend": config.backend, "started": started.isoformat()}
+        meta = {
+            "name": study.name, "design": study.design.to_dict(), "dgp": describe(study.dgp),
+            "methods": {m: describe(e) for m, e in study.estimators.items()},
+            "description": dict(study.description),
+            "run": {"reps": reps, "seed": seed, "chunk_size": chunk, "max_failure_rate": config.max_failure_rate,
+                    "study_file": str(study_file.resolve()) if study_file else None, "complete": False},
+        }
+        if study_file is not None and study_file.resolve() != (out / "study.py").resolve():
+            shutil.copyfile(study_file, out / "study.py")
+        write_json(meta | {"provenance": info}, out / "study.json")
 
-    started = datetime.now(timezone.utc)
-    info = provenance(study, config, study_file, seed, reps)
-    info |= {"jobs": jobs, "chunk_size": chunk, "backend": config.backend, "started": started.isoformat()}
-    meta = {
-        "name": study.name, "design": study.design.to_dict(), "dgp": describe(study.dgp),
-        "methods": {m: describe(e) for m, e in study.estimators.items()},
-        "description": dict(study.description), "provenance": info,
-    }
-    write_json(meta, out / "study.json")
+        budget = FailureBudget(len(cells), len(study.estimators), config.max_failure_rate)
+        for result in plan.results():
+            budget.add(result)
+        progress = Progress(len(cells) * reps, quiet=config.quiet)
+        progress.update(plan.done())
+        t0 = time.perf_counter()
+        for result in execute(study, plan.tasks(chunk), jobs, backend=config.backend, retries=config.retries,
+                              skip=budget.skip):
+            key = plan.keys[result.cell_index]
+            path = write_chunk(out, key, plan.fingerprints[result.cell_index], result)
+            plan.record(ChunkFile(path, key, result.start, result.start + result.n), result.cell_index)
+            budget.add(result)
+            progress.update(result.n)
+        progress.close()
+        elapsed = time.perf_counter() - t0
 
-    tasks = plan_tasks(cells, reps, chunk, seed)
-    progress = Progress(len(cells) * reps, quiet=config.quiet)
-    results = []
-    t0 = time.perf_counter()
-    for result in execute(study, tasks, jobs, config.backend):
-        results.append(result)
-        if on_chunk is not None:
-            on_chunk(result)
-        progress.update(result.n)
-    progress.close()
-    elapsed = time.perf_counter() - t0
-
-    estimates = estimates_dataset(study.design.factors, cells, truths, list(study.estimators), reps, results)
-    summary = summary_dataset(estimates)
-    info |= {"finished": datetime.now(timezone.utc).isoformat(), "seconds": round(elapsed, 3)}
-    for ds in (estimates, summary):
-        ds.attrs.update(meta | {"provenance": info})
-    write_netcdf(estimates, out / "estimates.nc")
-    write_netcdf(summary, out / "summary.nc")
-    write_json(meta | {"provenance": info}, out / "study.json")
+        estimates = estimates_dataset(study.design.factors, cells, truths, list(study.estimators), reps,
+                                      plan.results(), params=plan.params())
+        summary = summary_dataset(estimates)
+        stopped = [cells[i] for i in sorted(budget.stopped)]
+        info |= {"finished": datetime.now(timezone.utc).isoformat(), "seconds": round(elapsed, 3),
+                 "stopped_early": stopped}
+        meta["run"]["complete"] = True
+        for ds in (estimates, summary):
+            ds.attrs.update(meta | {"provenance": info})
+        write_netcdf(estimates, out / "estimates.nc")
+        write_netcdf(summary, out / "summary.nc")
+        write_json(meta | {"provenance": info}, out / "study.json")
     if not config.quiet:
         print(format_compact(summary))
+        for cell in stopped:
+            print(f"stopped early (failure rate above {config.max_failure_rate}): "
+                  + ", ".join(f"{k}={v}" for k, v in cell.items()))
         print(f"\n{len(cells)} cells x {reps} replicates x {len(study.estimators)} methods in {elapsed:.1f} s "
               f"({jobs} jobs); results in {out}/ (estimates.nc, summary.nc, study.json)")
     return estimates, summary
 
 
-def _check_writable(out: Path) -> None:
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ValueError(f"cannot create output directory {str(out)!r}: {exc.strerror}") from None
-    if not os.access(out, os.W_OK):
-        raise ValueError(f"output directory {str(out)!r} is not writable")
+def resume(out: Path, config: RunConfig = RunConfig()) -> tuple[xr.Dataset, xr.Dataset]:
+    """Finish the run recorded in ``out/study.json`` with its own reps, seed and chunk size."""
+    path = out / "study.json"
+    if not path.is_file():
+        raise ValueError(f"{str(out)!r} is not a run's output directory (no study.json)")
+    run = read_json(path).get("run", {})
+    study_file = Path(run["study_file"]) if run.get("study_file") else None
+    if study_file is None or not study_file.is_file():
+        study_file = out / "study.py"
+    study = load_study(study_file)
+    config = replace(
+        config, out=out, reps=config.reps or run.get("reps"), seed=run.get("seed"),
+        chunk_size=config.chunk_size or run.get("chunk_size"),
+        max_failure_rate=config.max_failure_rate if config.max_failure_rate is not None
+        else run.get("max_failure_rate"),
+    )
+    return run_study(study, config, study_file=study_file)
 
 
 def show(out: Path) -> str:
     """The compact summary table of a finished run in ``out``."""
-    summary = read_netcdf(out / "summary.nc") if out.is_dir() else None
-    if summary is None:
+    if not out.is_dir():
         raise ValueError(f"{str(out)!r} is not a run's output directory")
-    return format_compact(summary)
+    return format_compact(read_netcdf(out / "summary.nc"))
+

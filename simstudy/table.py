@@ -99,8 +99,8 @@ def to_estimates(
         dup = frame.duplicated([*keys, "rep"])
         if dup.any():
             row = frame[dup].iloc[0]
-            where = ", ".join(f"{k}={row[k]!r}" for k in keys)
-            raise ValueError(f"replicate id {row['rep']!r} appears more than once for {where}")
+            where = ", ".join(f"{k}={row[k]}" for k in keys)
+            raise ValueError(f"replicate id {row['rep']} appears more than once for {where}")
 
     for (m, p), g in frame.groupby(["method", "param"], sort=False):
         if g["estimate"].isna().all():

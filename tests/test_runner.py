@@ -13,7 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from simstudy.design import Design
-from simstudy.runner import RunConfig, default_chunk_size, plan_tasks, run_study, show
+from simstudy.plan import Plan
+from simstudy.runner import RunConfig, default_chunk_size, run_study, show
 from simstudy.study import load_study
 
 TOY = Path(__file__).with_name("toy_study.py")
@@ -89,7 +90,8 @@ def test_filtered_cells_are_not_run(toy, tmp_path):
 @settings(max_examples=25, deadline=None)
 @given(st.integers(1, 12), st.integers(1, 30))
 def test_tasks_cover_every_replicate_once(chunk, reps):
-    tasks = plan_tasks([{"a": 1}, {"a": 2}], reps, chunk, seed=0)
+    plan = Plan(Path("."), [{"a": 1}, {"a": 2}], ["k1", "k2"], ["f1", "f2"], reps, seed=0)
+    tasks = plan.tasks(chunk)
     for cell in (0, 1):
         covered = [r for t in tasks if t.cell_index == cell for r in range(t.start, t.stop)]
         assert covered == list(range(1, reps + 1))

@@ -15,7 +15,8 @@ Data sets
   to instructors, hs_gpa ~ N(3, 0.25) capped at 4.
 - ``callcentre``: calls within reps within 10 centres (4-8 reps each, 5-30 calls each),
   call_CSAT ~ C(reason) + age, rep ids repeat across centres (nested, not crossed).
-- ``callcentre_b``: the same design with centre variance 0 (boundary-prone).
+- ``callcentre_b``, ``callcentre_c``: the same design with centre variance 0 (boundary estimates: both
+  REML and ML for ``_b``, ML only for ``_c``).
 """
 
 from __future__ import annotations
@@ -94,8 +95,9 @@ def datasets():
                 "instructor"))
     out.append(("callcentre", callcentre(104), "call_CSAT ~ C(reason) + age",
                 "call_CSAT ~ reason + age + (1|centre) + (1|centre:rep)", "centre/rep"))
-    out.append(("callcentre_b", callcentre(105, var_c=0.0, var_r=0.3), "call_CSAT ~ C(reason) + age",
-                "call_CSAT ~ reason + age + (1|centre) + (1|centre:rep)", "centre/rep"))
+    for name, seed in (("callcentre_b", 108), ("callcentre_c", 107)):
+        out.append((name, callcentre(seed, var_c=0.0, var_r=0.3), "call_CSAT ~ C(reason) + age",
+                    "call_CSAT ~ reason + age + (1|centre) + (1|centre:rep)", "centre/rep"))
     return out
 
 

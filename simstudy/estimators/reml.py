@@ -1,0 +1,322 @@
+"""Exact REML/ML for the random-intercept model on per-group sufficient statistics, vectorised over replicates.
+
+Model: ``y = X b + Z u + e`` with one grouping factor, ``u ~ N(0, s2 * theta * I)``, ``e ~ N(0, s2 * I)``.
+With ``H = I + theta Z Z'`` (block diagonal, blocks ``I + theta 1 1'``) everything the profiled criterion
+needs is the matrix ``A(theta) = [X y]' H^-1 [X y]``, and per group (size ``n_j``, column means ``zbar_j``
+of ``z = [x, y]``)::
+
+    A(theta) = W + sum_j n_j / (1 + n_j theta) * zbar_j zbar_j'
+
+where ``W`` is the pooled within-group cross-product matrix of ``[X y]`` (computed from centred data, so
+no cancellation). With ``M = X'H^-1X`` (the leading block), ``q = y'H^-1y - b'M b`` (the GLS residual
+quadratic form) and ``dof = n - p`` (REML) or ``n`` (ML), the criterion (-2 log-likelihood, the same
+constant as lme4 and statsmodels) profiled over ``s2 = q / dof`` is::
+
+    crit(theta) = dof * (1 + log(2 pi q / dof)) + sum_j log(1 + n_j theta) [+ log det M  for REML]
+
+Its derivative is available in closed form (``dA/dtheta = -sum_j a_j^2 zbar_j zbar_j'``), so the scalar
+optimum is found by a bracketing root search on the derivative, run in lockstep over replicates:
+
+1. criterion and derivative on a grid of ``tau = theta nbar / (1 + theta nbar)`` in [0, 1) (19 points);
+2. the bracket with a sign change (-, +) of the derivative and the lowest criterion is refined by the
+   Illinois (modified regula falsi) method to a relative precision of 1e-11 in theta;
+3. boundary rule: the criterion at ``theta = 0`` is compared with the interior optimum and the smaller
+   wins; if the derivative at 0 is >= 0 and no interior optimum exists, theta = 0. The fit is flagged
+   ``boundary`` when ``sqrt(theta) < 1e-4`` (lme4's ``isSingular`` default tolerance on the relative SD).
+
+Groups are stored as *size classes*: groups of equal size share a weight ``a_j``, so a balanced design costs
+one ``q x q`` update per evaluation whatever the number of groups. Replicates with different numbers of
+classes are padded with empty classes (size 0), which contribute nothing, so a batch may mix group
+structures; it needs the same fixed-effect columns in every replicate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+LOG2PI = float(np.log(2 * np.pi))
+#: Relative SD (sqrt(theta)) below which a fit is flagged as boundary (lme4's isSingular tolerance).
+SINGULAR_TOL = 1e-4
+#: Relative tolerance for declaring a fixed-effect column linearly dependent on earlier ones.
+RANK_TOL = 1e-10
+_CHUNK = 1 << 16
+_GRID = np.concatenate([[0.0], 10.0 ** np.arange(-3.0, 8.01, 0.5)])  # theta * nbar
+
+
+@dataclass
+class GroupStats:
+    """Sufficient statistics of one or more replicates (leading axis R) for the random-intercept model.
+
+    ``W`` (R, q, q) within-group cross products of ``[X y]``; ``size``/``count`` (R, K) group size and
+    number of groups of each size class; ``B`` (R, K, q, q) sum over the class's groups of
+    ``zbar zbar'``; ``nobs`` (R,); ``ngroups`` (R,); ``p`` number of fixed-effect columns.
+    """
+
+    W: np.ndarray
+    size: np.ndarray
+    count: np.ndarray
+    B: np.ndarray
+    nobs: np.ndarray
+    ngroups: np.ndarray
+    p: int
+
+    def take(self, idx: np.ndarray, cols: np.ndarray | None = None) -> "GroupStats":
+        """Replicates ``idx``; with ``cols`` only those fixed-effect columns (the response is kept)."""
+        W, B = self.W[idx], self.B[idx]
+        p = self.p
+        if cols is not None:
+            keep = np.append(cols, self.p)
+            W, B, p = W[:, keep][:, :, keep], B[:, :, keep][:, :, :, keep], len(cols)
+        return GroupStats(W, self.size[idx], self.count[idx], B, self.nobs[idx], self.ngroups[idx], p)
+
+
+def group_means(y: np.ndarray, X: np.ndarray, codes: np.ndarray, G: int):
+    """Group sizes (G,), column means of ``[X y]`` (G, q) and within cross products ``W`` (q, q).
+
+    One pass of ``bincount`` for the sums, then the centred cross products in chunks of rows so that
+    no more than a chunk-sized temporary exists besides the inputs.
+    """
+    n = np.bincount(codes, minlength=G).astype(float)
+    p = X.shape[1]
+    sums = np.empty((G, p + 1))
+    for k in range(p):
+        sums[:, k] = np.bincount(codes, weights=X[:, k], minlength=G)
+    sums[:, p] = np.bincount(codes, weights=y, minlength=G)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = sums / n[:, None]
+    means[n == 0] = 0.0
+    W = np.zeros((p + 1, p + 1))
+    for start in range(0, y.shape[0], _CHUNK):
+        sl = slice(start, start + _CHUNK)
+        c = codes[sl]
+        Zc = np.empty((c.shape[0], p + 1))
+        Zc[:, :p] = X[sl]
+        Zc[:, p] = y[sl]
+        Zc -= means[c]
+        W += Zc.T @ Zc
+    return n, means, W
+
+
+def class_stats(n: np.ndarray, means: np.ndarray):
+    """Collapse groups into size classes: sizes (K,), counts (K,), ``sum zbar zbar'`` per class (K, q, q)."""
+    nonempty = n > 0
+    n, means = n[nonempty], means[nonempty]
+    if n.size and n[0] == n.min() == n.max():  # balanced
+        return n[:1], np.array([float(n.size)]), (means.T @ means)[None]
+    sizes, inv, counts = np.unique(n, return_inverse=True, return_counts=True)
+    q = means.shape[1]
+    B = np.zeros((sizes.shape[0], q, q))
+    outer = means[:, :, None] * means[:, None, :]
+    np.add.at(B, inv, outer)
+    return sizes, counts.astype(float), B
+
+
+def ri_stats(y: np.ndarray, X: np.ndarray, codes: np.ndarray, G: int) -> GroupStats:
+    """Sufficient statistics of one replicate (R = 1)."""
+    n, means, W = group_means(y, X, codes, G)
+    sizes, counts, B = class_stats(n, means)
+    return GroupStats(W[None], sizes[None], counts[None], B[None], np.array([float(y.shape[0])]),
+                      np.array([float(counts.sum())]), X.shape[1])
+
+
+def stack_stats(stats: list[GroupStats]) -> GroupStats:
+    """Concatenate replicates (same ``p``), padding size classes with empty ones."""
+    K = max(s.size.shape[1] for s in stats)
+
+    def pad(a: np.ndarray, axis_len: int) -> np.ndarray:
+        extra = K - axis_len
+        if extra == 0:
+            return a
+        width = [(0, 0), (0, extra)] + [(0, 0)] * (a.ndim - 2)
+        return np.pad(a, width)
+
+    return GroupStats(
+        np.concatenate([s.W for s in stats]),
+        np.concatenate([pad(s.size, s.size.shape[1]) for s in stats]),
+        np.concatenate([pad(s.count, s.size.shape[1]) for s in stats]),
+        np.concatenate([pad(s.B, s.size.shape[1]) for s in stats]),
+        np.concatenate([s.nobs for s in stats]),
+        np.concatenate([s.ngroups for s in stats]),
+        stats[0].p,
+    )
+
+
+def estimable_columns(XtX: np.ndarray, tol: float = RANK_TOL) -> np.ndarray:
+    """Indices of columns kept in order, dropping each column that is (numerically) a linear combination
+    of the columns kept before it (as R's ``lm`` aliasing does), judged on the correlation scale."""
+    d = np.sqrt(np.clip(np.diag(XtX), 0, None))
+    if (d > 0).all():  # fast path: full rank
+        try:
+            L = np.linalg.cholesky(XtX / np.outer(d, d))
+            if np.diag(L).min() ** 2 > tol:
+                return np.arange(XtX.shape[0])
+        except np.linalg.LinAlgError:
+            pass
+    keep: list[int] = []
+    for j in range(XtX.shape[0]):
+        if d[j] == 0:
+            continue
+        K = keep
+        c_jj = 1.0
+        if K:
+            C_KK = XtX[np.ix_(K, K)] / np.outer(d[K], d[K])
+            c_Kj = XtX[K, j] / (d[K] * d[j])
+            resid = c_jj - c_Kj @ np.linalg.solve(C_KK, c_Kj)
+        else:
+            resid = c_jj
+        if resid > tol:
+            keep.append(j)
+    return np.array(keep, dtype=int)
+
+
+def between_columns(S: GroupStats, tol: float = 1e-12) -> np.ndarray:
+    """Boolean (R, p): columns constant within every group (within SS ~ 0 relative to the total SS)."""
+    p = S.p
+    within = np.diagonal(S.W, axis1=1, axis2=2)[:, :p]
+    total = within + np.einsum("rk,rkii->ri", S.size, S.B)[:, :p]
+    return within <= tol * np.maximum(total, np.finfo(float).tiny)
+
+
+def evaluate(theta: np.ndarray, S: GroupStats, reml: bool, deriv: bool = True):
+    """Criterion, its derivative in theta, and the GLS pieces at ``theta`` of shape (R, m).
+
+    Returns a dict with ``crit``, ``grad`` (R, m); ``beta`` (R, m, p); ``Minv`` (R, m, p, p); ``q`` (R, m).
+    """
+    p = S.p
+    size = S.size[:, None, :]  # (R, 1, K)
+    a = size / (1.0 + size * theta[:, :, None])  # (R, m, K)
+    A = S.W[:, None] + np.einsum("rmk,rkij->rmij", a, S.B)
+    M, b, c = A[..., :p, :p], A[..., :p, p], A[..., p, p]
+    L = np.linalg.cholesky(M)
+    logdetM = 2.0 * np.log(np.diagonal(L, axis1=-2, axis2=-1)).sum(-1)
+    Minv = np.linalg.inv(M)
+    beta = np.einsum("...ij,...j->...i", Minv, b)
+    q = c - np.einsum("...i,...i->...", b, beta)
+    dof = (S.nobs - p if reml else S.nobs)[:, None]
+    ldH = (S.count[:, None, :] * np.log1p(size * theta[:, :, None])).sum(-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        crit = dof * (1.0 + LOG2PI + np.log(q / dof)) + ldH + (logdetM if reml else 0.0)
+    out = {"crit": crit, "beta": beta, "Minv": Minv, "q": q, "ldH": ldH, "logdetM": logdetM}
+    if deriv:
+        D = -np.einsum("rmk,rkij->rmij", a * a, S.B)  # dA/dtheta
+        u = np.concatenate([-beta, np.ones(beta.shape[:-1] + (1,))], axis=-1)
+        dq = np.einsum("...i,...ij,...j->...", u, D, u)
+        grad = dof * dq / q + (S.count[:, None, :] * a).sum(-1)
+        if reml:
+            grad = grad + np.einsum("...ij,...ji->...", Minv, D[..., :p, :p])
+        out["grad"] = grad
+    return out
+
+
+def _theta_of_tau(tau: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore"):
+        return tau / ((1.0 - tau) * scale)
+
+
+def fit_ri(S: GroupStats, reml: bool = True, max_iter: int = 100) -> dict:
+    """Fit all replicates of ``S`` (full-rank fixed effects assumed; see :func:`estimable_columns`).
+
+    Returns arrays over replicates: ``theta``, ``sigma2``, ``beta`` (R, p), ``cov`` (R, p, p), ``crit``,
+    ``iterations``, ``converged`` and ``boundary`` (bool), and ``message`` (list of str, "" when fine).
+    """
+    R = S.W.shape[0]
+    scale = S.nobs / S.ngroups  # mean group size
+    tau_grid = _GRID / (1.0 + _GRID)
+    taus = np.broadcast_to(tau_grid, (R, tau_grid.size))
+    ev = evaluate(_theta_of_tau(taus, scale[:, None]), S, reml)
+    f, g = ev["crit"], ev["grad"]
+    # brackets: consecutive grid points with g < 0 then g >= 0; pick the one with the lowest criterion
+    change = (g[:, :-1] < 0) & (g[:, 1:] >= 0)
+    fb = np.where(change, np.minimum(f[:, :-1], f[:, 1:]), np.inf)
+    k = np.argmin(fb, axis=1)
+    rows = np.arange(R)
+    interior = np.isfinite(fb[rows, k])
+    lo, hi = tau_grid[k].copy(), tau_grid[k + 1].copy()
+    glo, ghi = g[rows, k].copy(), g[rows, k + 1].copy()
+    tau = np.where(interior, 0.5 * (lo + hi), 0.0)
+    side = np.zeros(R, dtype=int)
+    active = interior.copy()
+    it = 0
+    while active.any() and it < max_iter:
+        it += 1
+        idx = np.flatnonzero(active)
+        c = (lo[idx] * ghi[idx] - hi[idx] * glo[idx]) / (ghi[idx] - glo[idx])
+        bad = ~((c > lo[idx]) & (c < hi[idx]))
+        c[bad] = 0.5 * (lo[idx][bad] + hi[idx][bad])
+        Sx = S.take(idx)
+        gc = evaluate(_theta_of_tau(c[:, None], scale[idx, None]), Sx, reml)["grad"][:, 0]
+        neg = gc < 0
+        # Illinois: halve the function value kept at the endpoint that survives twice in a row
+        i_neg, i_pos = idx[neg], idx[~neg]
+        lo[i_neg], glo[i_neg] = c[neg], gc[neg]
+        ghi[i_neg] = np.where(side[i_neg] == -1, 0.5 * ghi[i_neg], ghi[i_neg])
+        side[i_neg] = -1
+        hi[i_pos], ghi[i_pos] = c[~neg], gc[~neg]
+        glo[i_pos] = np.where(side[i_pos] == 1, 0.5 * glo[i_pos], glo[i_pos])
+        side[i_pos] = 1
+        tau[idx] = c
+        width = hi[idx] - lo[idx]
+        done = (width <= 1e-11 * c * (1.0 - c)) | (gc == 0)
+        active[idx[done]] = False
+    converged = ~active
+    theta = _theta_of_tau(tau, scale)
+    theta[~interior] = 0.0
+    # boundary check: criterion at 0 vs the interior optimum
+    both = evaluate(np.stack([np.zeros(R), theta], axis=1), S, reml, deriv=False)
+    at_zero = both["crit"][:, 0] <= both["crit"][:, 1]
+    theta[at_zero] = 0.0
+    pick = np.where(at_zero, 0, 1)
+    crit = both["crit"][rows, pick]
+    beta = both["beta"][rows, pick]
+    q = both["q"][rows, pick]
+    dof = S.nobs - S.p if reml else S.nobs
+    sigma2 = q / dof
+    cov = sigma2[:, None, None] * both["Minv"][rows, pick]
+    converged |= at_zero
+    messages = [""] * R
+    top_down = ~interior & (g[:, -1] < 0)  # still decreasing at the largest theta on the grid
+    for r in np.flatnonzero(top_down & ~at_zero):
+        converged[r] = False
+        messages[r] = "criterion still decreasing at theta = 1e8 / mean group size: var(residual) -> 0"
+    for r in np.flatnonzero(~converged & interior):
+        messages[r] = messages[r] or f"no convergence in {max_iter} iterations"
+    return {
+        "theta": theta, "sigma2": sigma2, "beta": beta, "cov": cov, "crit": crit, "converged": converged,
+        "boundary": np.sqrt(theta) < SINGULAR_TOL, "iterations": np.full(R, it), "message": messages,
+    }
+
+
+def satterthwaite_ri(S: GroupStats, theta: np.ndarray, sigma2: np.ndarray, reml: bool = True) -> np.ndarray:
+    """Satterthwaite df (R, p) for each fixed effect of the random-intercept model.
+
+    ``df_k = 2 V_k^2 / (g_k' C g_k)`` with ``V_k = var(b_k)`` as a function of the variance parameters
+    ``psi = (var(group), var(residual))``, ``g_k`` its gradient and ``C = 2 H^-1`` the asymptotic
+    covariance of ``psi`` from the Hessian ``H`` of the (unprofiled) -2 log-(restricted) likelihood at the
+    optimum, as lmerTest does. Derivatives by central differences (relative step 1e-4) of the exact
+    criterion; at a boundary estimate the differences step to small negative group variances, where
+    the criterion is still defined.
+    """
+    R, p = theta.shape[0], S.p
+    su, se = theta * sigma2, sigma2
+    hu = 1e-4 * np.maximum(su, se)
+    he = 1e-4 * se
+    steps = np.array([(0, 0), (1, 0), (-1, 0), (0, 1), (0, -1), (1, 1), (1, -1), (-1, 1), (-1, -1)], float)
+    U = su[:, None] + steps[:, 0] * hu[:, None]
+    E = se[:, None] + steps[:, 1] * he[:, None]
+    ev = evaluate(U / E, S, reml, deriv=False)
+    dof = (S.nobs - p if reml else S.nobs)[:, None]
+    F = dof * np.log(2 * np.pi * E) + ev["ldH"] + (ev["logdetM"] if reml else 0.0) + ev["q"] / E
+    Huu = (F[:, 1] - 2 * F[:, 0] + F[:, 2]) / hu**2
+    Hee = (F[:, 3] - 2 * F[:, 0] + F[:, 4]) / he**2
+    Hue = (F[:, 5] - F[:, 6] - F[:, 7] + F[:, 8]) / (4 * hu * he)
+    Hm = np.stack([np.stack([Huu, Hue], -1), np.stack([Hue, Hee], -1)], -2)
+    C = 2.0 * np.linalg.inv(Hm)  # (R, 2, 2)
+    V = E[..., None] * np.diagonal(ev["Minv"], axis1=-2, axis2=-1)  # (R, 9, p)
+    gu = (V[:, 1] - V[:, 2]) / (2 * hu[:, None])
+    ge = (V[:, 3] - V[:, 4]) / (2 * he[:, None])
+    gvec = np.stack([gu, ge], -1)  # (R, p, 2)
+    denom = np.einsum("rki,rij,rkj->rk", gvec, C, gvec)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return 2.0 * V[:, 0] ** 2 / denom

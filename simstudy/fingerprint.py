@@ -1,0 +1,103 @@
+"""Fingerprints of what determines a cell's results, so a resume never mixes results of different studies.
+
+A cell's fingerprint covers its factor values, the seed, the DGP and every estimator (their configuration
+and their code) and the true values. Replicates and added factor levels are not in it: running the same
+study with more of either reuses every chunk already computed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import re
+import types
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from simstudy.rng import _canonical
+
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+
+
+def _code_digest(cls: type) -> str:
+    """A digest of a class's code: its source where Python can find it, else its methods' bytecode."""
+    h = hashlib.sha256()
+    for klass in cls.__mro__:
+        if klass is object or klass.__module__ == "builtins":
+            continue
+        try:
+            h.update(inspect.getsource(klass).encode())
+            continue
+        except (OSError, TypeError):
+            pass
+        for name, attr in sorted(vars(klass).items()):
+            fn = getattr(attr, "__func__", attr)
+            code = getattr(fn, "__code__", None)
+            if isinstance(code, types.CodeType):
+                h.update(name.encode())
+                h.update(_code_bytes(code))
+    return h.hexdigest()[:16]
+
+
+def _code_bytes(code: types.CodeType) -> bytes:
+    parts = [code.co_code]
+    for const in code.co_consts:
+        parts.append(_code_bytes(const) if isinstance(const, types.CodeType) else repr(const).encode())
+    return b"".join(parts)
+
+
+def describe(obj: Any, _depth: int = 0) -> str:
+    """A deterministic one-line description of a configured object (no memory addresses).
+
+    Examples
+    --------
+    >>> class A:
+    ...     def __init__(self):
+    ...         self.formula, self.level = "y ~ x", 0.95
+    >>> describe(A())
+    "A(formula='y ~ x', level=0.95)"
+    """
+    if _depth > 6:
+        return "..."
+    if obj is None or isinstance(obj, (str, bool, int, float, np.number)):
+        return repr(obj)
+    if isinstance(obj, (list, tuple)):
+        inner = ", ".join(describe(v, _depth + 1) for v in obj)
+        return f"[{inner}]" if isinstance(obj, list) else f"({inner})"
+    if isinstance(obj, Mapping):
+        return "{" + ", ".join(f"{k!r}: {describe(v, _depth + 1)}" for k, v in obj.items()) + "}"
+    if isinstance(obj, np.ndarray):
+        return f"array(shape={obj.shape}, sha={hashlib.sha256(obj.tobytes()).hexdigest()[:12]})"
+    if callable(obj) and not hasattr(obj, "__dict__") or isinstance(obj, types.FunctionType):
+        return getattr(obj, "__qualname__", _ADDRESS.sub("", repr(obj)))
+    if hasattr(obj, "__dict__"):
+        fields = ", ".join(
+            f"{k}={describe(v, _depth + 1)}" for k, v in vars(obj).items() if not k.startswith("_")
+        )
+        return f"{type(obj).__name__}({fields})"
+    return _ADDRESS.sub("", repr(obj))
+
+
+def study_parts(study: Any) -> dict[str, Any]:
+    """The parts of a study that determine every cell's results (configuration and code)."""
+    return {
+        "dgp": describe(study.dgp),
+        "dgp_code": _code_digest(type(study.dgp)),
+        "methods": {m: describe(e) for m, e in study.estimators.items()},
+        "methods_code": {m: _code_digest(type(e)) for m, e in study.estimators.items()},
+    }
+
+
+def cell_fingerprint(parts: Mapping[str, Any], cell: Mapping[str, Any], truth: Mapping[str, float],
+                     seed: int) -> str:
+    """SHA-256 (hex, 32 digits) of everything that determines one cell's results."""
+    payload = {
+        "parts": parts,
+        "cell": {k: _canonical(v) for k, v in sorted(cell.items())},
+        "truth": {k: repr(float(v)) for k, v in sorted(truth.items())},
+        "seed": seed,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32]

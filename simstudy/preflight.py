@@ -1,0 +1,65 @@
+"""Checks before a run starts: one replicate of the first cell, so bad input fails in a second, clearly.
+
+Catches a DGP that raises, returns something that is not a table of equal-length 1-D columns, or returns
+NaN; and an estimator that names a column the data do not have.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from simstudy.formula import Formula
+from simstudy.rng import cell_key, replicate_rng
+
+
+def _where(cell: Mapping[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in cell.items())
+
+
+def check_data(data: Any, cell: Mapping[str, Any]) -> None:
+    """Raise ``ValueError`` unless ``data`` is a table of equal-length, NaN-free 1-D columns."""
+    if not isinstance(data, (Mapping, pd.DataFrame)) or len(data.keys()) == 0:
+        raise ValueError(f"the DGP must return a dict of columns or a DataFrame, got {type(data).__name__} "
+                         f"(cell {_where(cell)})")
+    lengths = set()
+    for name in data.keys():
+        col = np.asarray(data[name])
+        if col.ndim != 1:
+            raise ValueError(f"the DGP's column {name!r} is not 1-D (shape {col.shape}; cell {_where(cell)})")
+        lengths.add(col.shape[0])
+        if col.dtype.kind in "fc" and not np.isfinite(col).all():
+            raise ValueError(f"the DGP returned NaN or infinite values in column {name!r} (cell {_where(cell)})")
+    if len(lengths) != 1 or 0 in lengths:
+        raise ValueError(f"the DGP's columns have different or zero lengths {sorted(lengths)} (cell {_where(cell)})")
+
+
+def check_estimator(method: str, estimator: Any, data: Any) -> None:
+    """Raise ``ValueError`` if an estimator's formula or grouping names a column ``data`` lacks."""
+    formula = getattr(estimator, "formula", None)
+    if isinstance(formula, Formula):
+        try:
+            formula.check_columns(data)
+        except ValueError as exc:
+            raise ValueError(f"method {method!r}: {exc}") from None
+    for attr in ("groups", "fixed_effects"):
+        value = getattr(estimator, attr, None)
+        names = [value] if isinstance(value, str) else list(value or [])
+        for name in names:
+            if isinstance(name, str) and name not in data:
+                raise ValueError(f"method {method!r}: {attr} column {name!r} is not in the data "
+                                 f"(columns: {', '.join(map(str, data.keys()))})")
+
+
+def preflight(study: Any, cell: Mapping[str, Any], seed: int) -> None:
+    """Generate replicate 1 of ``cell`` and check it and every estimator's columns against it."""
+    try:
+        data = study.dgp.generate(replicate_rng(seed, cell_key(cell), 1), **cell)
+    except Exception as exc:
+        raise ValueError(f"the DGP failed on cell {_where(cell)}: {type(exc).__name__}: {exc}") from None
+    check_data(data, cell)
+    for method, estimator in study.estimators.items():
+        check_estimator(method, estimator, data)

@@ -1,0 +1,169 @@
+"""Numerics of the profiled REML/ML engines: gradients, sufficient statistics, batching, boundary rule."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from simstudy.estimators import reml as ri
+from simstudy.estimators import reml_nested as nested
+
+
+def _data(seed=0, sizes=(5,) * 10, var_u=0.3, p_extra=1):
+    rng = np.random.default_rng(seed)
+    g = np.repeat(np.arange(len(sizes)), sizes)
+    X = np.column_stack([np.ones(g.size)] + [rng.normal(size=g.size) for _ in range(p_extra)])
+    y = X @ np.arange(1, X.shape[1] + 1) * 0.3 + rng.normal(scale=np.sqrt(var_u), size=len(sizes))[g]
+    y = y + rng.normal(size=g.size)
+    return y, X, g, len(sizes)
+
+
+def _dense_crit(y, X, g, theta, reml):
+    """-2 log-likelihood from dense matrices (the definition), profiled over sigma^2."""
+    n, p = X.shape
+    Z = (g[:, None] == np.arange(g.max() + 1)).astype(float)
+    H = np.eye(n) + theta * Z @ Z.T
+    Hi = np.linalg.inv(H)
+    M = X.T @ Hi @ X
+    b = np.linalg.solve(M, X.T @ Hi @ y)
+    r = y - X @ b
+    q = r @ Hi @ r
+    dof = n - p if reml else n
+    out = dof * (1 + np.log(2 * np.pi * q / dof)) + np.linalg.slogdet(H)[1]
+    return out + (np.linalg.slogdet(M)[1] if reml else 0.0)
+
+
+@pytest.mark.parametrize("reml", [True, False])
+@pytest.mark.parametrize("sizes", [(5,) * 10, (1, 1, 2, 3, 7, 12, 4)])
+def test_criterion_and_gradient_match_dense(reml, sizes):
+    y, X, g, G = _data(sizes=sizes)
+    S = ri.ri_stats(y, X, g, G)
+    th = np.array([[0.0, 0.05, 0.7, 12.0]])
+    ev = ri.evaluate(th, S, reml)
+    dense = [_dense_crit(y, X, g, t, reml) for t in th[0]]
+    np.testing.assert_allclose(ev["crit"][0], dense, rtol=1e-11)
+    h = 1e-6
+    up = ri.evaluate(th + h, S, reml, deriv=False)["crit"]
+    dn = ri.evaluate(np.maximum(th - h, 0), S, reml, deriv=False)["crit"]
+    fd = (up - dn) / (th + h - np.maximum(th - h, 0))
+    np.testing.assert_allclose(ev["grad"], fd, rtol=1e-5, atol=1e-5)
+
+
+def test_chunked_within_cross_products(monkeypatch):
+    y, X, g, G = _data(sizes=(7,) * 40, p_extra=3)
+    full = ri.ri_stats(y, X, g, G)
+    monkeypatch.setattr(ri, "_CHUNK", 13)
+    chunked = ri.ri_stats(y, X, g, G)
+    np.testing.assert_allclose(chunked.W, full.W, rtol=1e-12)
+
+
+def test_size_classes_equal_per_group_representation():
+    y, X, g, G = _data(sizes=(3, 3, 5, 5, 5, 9))
+    S = ri.ri_stats(y, X, g, G)
+    assert S.size.shape[1] == 3
+    n, means, W = ri.group_means(y, X, g, G)
+    per_group = ri.GroupStats(W[None], n[None], np.ones((1, G)), (means[:, :, None] * means[:, None, :])[None],
+                              S.nobs, S.ngroups, S.p)
+    th = np.array([[0.0, 0.3, 3.0]])
+    np.testing.assert_allclose(ri.evaluate(th, S, True)["crit"], ri.evaluate(th, per_group, True)["crit"],
+                               rtol=1e-13)
+
+
+def test_batched_fit_equals_single_fits_with_padding():
+    stats = [ri.ri_stats(*_data(seed=s, sizes=sz)) for s, sz in
+             [(1, (5,) * 10), (2, (2, 3, 4, 5, 6, 7)), (3, (5,) * 10), (4, (1, 8, 8, 20))]]
+    batch = ri.fit_ri(ri.stack_stats(stats))
+    for r, S in enumerate(stats):
+        one = ri.fit_ri(S)
+        np.testing.assert_allclose(batch["theta"][r], one["theta"][0], rtol=1e-12, atol=1e-300)
+        np.testing.assert_allclose(batch["beta"][r], one["beta"][0], rtol=1e-12)
+
+
+def test_optimum_is_stationary_or_boundary():
+    for seed in range(30):
+        S = ri.ri_stats(*_data(seed=seed, var_u=0.05))
+        res = ri.fit_ri(S)
+        th = res["theta"][0]
+        ev = ri.evaluate(np.array([[th]]), S, True)
+        if th == 0:
+            assert ev["grad"][0, 0] >= 0 or ev["crit"][0, 0] <= res["crit"][0]
+        else:
+            assert abs(ev["grad"][0, 0]) * max(th, 1e-3) < 1e-6
+        grid = ri.evaluate(np.array([np.linspace(0, 5, 200)]), S, True, deriv=False)["crit"]
+        assert res["crit"][0] <= grid.min() + 1e-10
+
+
+def test_estimable_columns_drops_later_duplicates():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(50, 2))
+    X = np.column_stack([np.ones(50), x[:, 0], 2 * x[:, 0] + 1, x[:, 1], np.zeros(50)])
+    assert ri.estimable_columns(X.T @ X).tolist() == [0, 1, 3]
+
+
+def _nested_data(seed=0):
+    rng = np.random.default_rng(seed)
+    centre, rep = [], []
+    for c in range(6):
+        for r in range(int(rng.integers(2, 5))):
+            m = int(rng.integers(1, 9))
+            centre += [c] * m
+            rep += [(c, r)] * m
+    centre = np.array(centre)
+    _, rcodes = np.unique(np.array([c * 100 + r for c, r in rep]), return_inverse=True)
+    n = centre.size
+    X = np.column_stack([np.ones(n), rng.normal(size=n)])
+    y = X @ [1.0, 0.5] + rng.normal(size=6)[centre] + 0.7 * rng.normal(size=rcodes.max() + 1)[rcodes]
+    y = y + rng.normal(size=n)
+    return y, X, centre, rcodes
+
+
+def _dense_nested(y, X, centre, rep, tr, tc, reml):
+    n, p = X.shape
+    Zc = (centre[:, None] == np.arange(centre.max() + 1)).astype(float)
+    Zr = (rep[:, None] == np.arange(rep.max() + 1)).astype(float)
+    H = np.eye(n) + tr * Zr @ Zr.T + tc * Zc @ Zc.T
+    Hi = np.linalg.inv(H)
+    M = X.T @ Hi @ X
+    b = np.linalg.solve(M, X.T @ Hi @ y)
+    r = y - X @ b
+    q = r @ Hi @ r
+    dof = n - p if reml else n
+    out = dof * (1 + np.log(2 * np.pi * q / dof)) + np.linalg.slogdet(H)[1]
+    return out + (np.linalg.slogdet(M)[1] if reml else 0.0)
+
+
+@pytest.mark.parametrize("reml", [True, False])
+def test_nested_criterion_and_gradient_match_dense(reml):
+    y, X, c, r = _nested_data()
+    S = nested.nested_stats(y, X, c, r, c.max() + 1, r.max() + 1)
+    tr, tc = np.array([0.0, 0.4, 2.0]), np.array([0.0, 0.3, 0.0])
+    ev = nested.evaluate_nested(tr, tc, S, reml)
+    dense = [_dense_nested(y, X, c, r, a, b, reml) for a, b in zip(tr, tc)]
+    np.testing.assert_allclose(ev["crit"], dense, rtol=1e-11)
+    h = 1e-6
+    for k in range(2):
+        e = np.zeros(2)
+        e[k] = h
+        up = nested.evaluate_nested(tr + e[0], tc + e[1], S, reml, deriv=False)["crit"]
+        dn = nested.evaluate_nested(tr + 0 * e[0], tc + 0 * e[1], S, reml, deriv=False)["crit"]
+        np.testing.assert_allclose(ev["grad"][:, k], (up - dn) / h, rtol=1e-4, atol=1e-4)
+
+
+def test_nested_faces_are_random_intercept_models():
+    y, X, c, r = _nested_data(1)
+    S = nested.nested_stats(y, X, c, r, c.max() + 1, r.max() + 1)
+    t = np.array([0.8])
+    for face, (tr, tc) in (("rep", (t, 0 * t)), ("centre", (0 * t, t))):
+        gs = S.rep_stats() if face == "rep" else S.centre_stats()
+        a = ri.evaluate(t[None], gs, True, deriv=False)["crit"][0, 0]
+        b = nested.evaluate_nested(tr, tc, S, True, deriv=False)["crit"][0]
+        assert a == pytest.approx(b, rel=1e-12)
+
+
+def test_nested_fit_not_worse_than_faces():
+    for seed in range(5):
+        y, X, c, r = _nested_data(seed)
+        S = nested.nested_stats(y, X, c, r, c.max() + 1, r.max() + 1)
+        res = nested.fit_nested(S)
+        for gs in (S.rep_stats(), S.centre_stats()):
+            assert res["crit"] <= ri.fit_ri(gs)["crit"][0] + 1e-9
