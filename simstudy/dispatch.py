@@ -2,8 +2,9 @@
 
 Tasks stream through ``Parallel(return_as="generator_unordered")``. When a worker process dies (killed,
 out of memory, a crash in compiled code) loky breaks the whole pool; the tasks that were in flight are
-then run one at a time in a fresh worker, each retried ``retries`` times, and a task that still kills its
-worker is returned as a chunk of failed fits. Every other task is unaffected.
+then run one at a time in a fresh worker, each retried ``retries`` times; a task that still kills its
+worker is run replicate by replicate, and the replicates that kill a worker are recorded as failed fits
+(message ``worker died ...``). Every other replicate is unaffected.
 """
 
 from __future__ import annotations
@@ -49,18 +50,36 @@ def _call(study: Any, task: Task) -> tuple[Task, ChunkResult]:
     return task, run_chunk(study, task)
 
 
-def _alone(study: Any, task: Task, backend: str, attempts: int) -> ChunkResult:
+def _isolated(study: Any, task: Task, backend: str) -> ChunkResult | str:
+    """Run one task in a worker process of its own; the error's name if the worker died."""
     from joblib import Parallel, delayed, parallel_config
 
+    try:
+        with parallel_config(backend=backend, inner_max_num_threads=1):
+            # n_jobs=2 keeps even a single task in a worker process, never in this one
+            return Parallel(n_jobs=2)([delayed(run_chunk)(study, task)])[0]
+    except WORKER_DIED as exc:
+        return type(exc).__name__
+
+
+def _alone(study: Any, task: Task, backend: str, attempts: int) -> Iterator[ChunkResult]:
+    """Run a suspect task by itself, ``attempts`` times; if it always kills its worker, run its replicates
+    one by one so that only the replicates that kill a worker are recorded as failed."""
     error = ""
     for _ in range(attempts):
-        try:
-            with parallel_config(backend=backend, inner_max_num_threads=1):
-                # n_jobs=2 keeps even a single task in a worker process, never in this one
-                return Parallel(n_jobs=2)([delayed(run_chunk)(study, task)])[0]
-        except WORKER_DIED as exc:
-            error = type(exc).__name__
-    return failed_chunk(task, list(study.estimators), f"worker died on {attempts} attempts ({error})")
+        result = _isolated(study, task, backend)
+        if isinstance(result, ChunkResult):
+            yield result
+            return
+        error = result
+    message = f"worker died on {attempts} attempts ({error})"
+    if task.stop - task.start == 1:
+        yield failed_chunk(task, list(study.estimators), message)
+        return
+    for rep in range(task.start, task.stop):
+        single = Task(task.cell_index, task.cell, rep, rep + 1, task.seed)
+        result = _isolated(study, single, backend)
+        yield result if isinstance(result, ChunkResult) else failed_chunk(single, list(study.estimators), message)
 
 
 def execute(
@@ -98,4 +117,4 @@ def execute(
             # joblib dispatches in order and keeps at most 2 * jobs tasks in flight: the suspects
             suspects, remaining = remaining[: 2 * jobs], remaining[2 * jobs :]
             for task in suspects:
-                yield _alone(study, task, backend, attempts=1 + retries)
+                yield from _alone(study, task, backend, attempts=1 + retries)
