@@ -126,3 +126,109 @@ def test_bad_factor_value_in_study_file(capsys, tmp_path):
     code, _, err = run_cli(capsys, "run", str(path), "--out", str(tmp_path / "o"))
     assert_one_line_error(code, err, "factor 'n' must be at least 2, got 1")
     assert not (tmp_path / "o").exists()
+
+
+# --- the catalogue of bad inputs: one line, exit code 2, existing results untouched -------------------
+
+
+def _variant(tmp_path, *pairs: str) -> str:
+    text = TOY.read_text()
+    for old, new in zip(pairs[::2], pairs[1::2]):
+        assert old in text
+        text = text.replace(old, new)
+    path = tmp_path / "variant.py"
+    path.write_text(text)
+    return str(path)
+
+
+@pytest.fixture
+def finished(capsys, tmp_path):
+    out = tmp_path / "toy"
+    code, _, err = run_cli(capsys, "run", str(TOY), "--reps", "10", "--jobs", "1", "--out", str(out), "--quiet")
+    assert code == 0, err
+    return out, {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+
+
+@pytest.mark.parametrize(
+    ("change", "fragment"),
+    [
+        (("reps=200", "reps=200, nonsense=1"), "unexpected keyword argument 'nonsense'"),
+        (("study = Study(", "study = (\n"), "syntax error in"),
+        (('estimators={"mean": Mean(), "boom": Boom()}', "estimators={}"), "non-empty mapping"),
+        (('Design({"n": [10, 40]', 'Design({"n": [10, 0]'), "factor 'n' must be at least 2, got 0"),
+        (("return {\"y\": rng.normal(mu, sd, n)}", "return {\"y\": rng.normal(mu, sd, n) * np.nan}"),
+         "NaN or infinite values in column 'y'"),
+        (("return {\"y\": rng.normal(mu, sd, n)}", "return {\"z\": rng.normal(mu, sd, n)}",
+          '"mean": Mean()', '"mean": __import__("simstudy.estimators").estimators.OLS("y ~ 1")'),
+         "formula 'y ~ 1' names column 'y', which the data do not have"),
+        (('"mean": Mean()', '"mean": __import__("simstudy.estimators").estimators.OLS("y ~ w")'),
+         "formula 'y ~ w' names column 'w'"),
+    ],
+)
+def test_bad_study_leaves_results_untouched(capsys, tmp_path, finished, change, fragment):
+    out, before = finished
+    path = _variant(tmp_path, *change)
+    code, _, err = run_cli(capsys, "run", path, "--out", str(out), "--jobs", "1")
+    assert_one_line_error(code, err, fragment)
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+
+
+def test_other_study_in_directory_is_refused(capsys, tmp_path, finished):
+    out, before = finished
+    path = _variant(tmp_path, 'name="toy"', 'name="other"')
+    code, _, err = run_cli(capsys, "run", path, "--out", str(out), "--jobs", "1")
+    assert_one_line_error(code, err, "holds results of study 'toy', not 'other'")
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+
+
+def test_changed_study_needs_force(capsys, tmp_path, finished):
+    out, _ = finished
+    path = _variant(tmp_path, "seed=7", "seed=8")
+    code, _, err = run_cli(capsys, "run", path, "--out", str(out), "--jobs", "1", "--reps", "10", "--quiet")
+    assert_one_line_error(code, err, "use --force")
+    code, _, err = run_cli(capsys, "run", path, "--out", str(out), "--jobs", "1", "--reps", "10", "--quiet",
+                           "--force")
+    assert code == 0, err
+
+
+def test_write_failure_mid_run(capsys, tmp_path, monkeypatch):
+    import simstudy.runner as runner
+
+    real, calls = runner.write_chunk, []
+
+    def failing(*args, **kwargs):
+        calls.append(1)
+        if len(calls) > 2:
+            raise OSError(28, "No space left on device")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "write_chunk", failing)
+    out = tmp_path / "toy"
+    code, _, err = run_cli(capsys, "run", str(TOY), "--reps", "20", "--chunk-size", "5", "--jobs", "1",
+                           "--out", str(out), "--quiet")
+    assert_one_line_error(code, err, "No space left on device")
+    assert len(list((out / "chunks").iterdir())) == 2
+    monkeypatch.setattr(runner, "write_chunk", real)
+    code, _, err = run_cli(capsys, "resume", str(out), "--quiet")
+    assert code == 0, err
+
+
+def test_failure_budget_stops_a_cell(capsys, tmp_path):
+    out = tmp_path / "toy"
+    code, stdout, err = run_cli(capsys, "run", str(TOY), "--reps", "200", "--chunk-size", "10", "--jobs", "1",
+                                "--out", str(out), "--max-failure-rate", "0.3")
+    assert code == 0, err
+    assert "stopped early (failure rate above 0.3): n=10, mu=1.0" in stdout
+    summary = read_netcdf(out / "summary.nc")
+    n_rep = summary["n_rep"].sel({"method": "mean", "param": "mean"})
+    assert int(n_rep.sel(n=10, mu=1.0)) < 200 and int(n_rep.sel(n=10, mu=0.0)) == 200
+
+
+def test_concurrent_run_is_refused(capsys, tmp_path):
+    from simstudy.lock import RunLock
+
+    out = tmp_path / "toy"
+    out.mkdir()
+    with RunLock(out):
+        code, _, err = run_cli(capsys, "run", str(TOY), "--reps", "5", "--out", str(out))
+    assert_one_line_error(code, err, "another simstudy run")
