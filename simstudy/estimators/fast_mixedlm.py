@@ -1,6 +1,7 @@
-"""FastMixedLM: exact REML/ML for random-intercept and nested random-intercept models, without statsmodels.
+"""FastMixedLM: exact REML/ML for random-intercept, random-slope and nested random-intercept models.
 
-The numerics live in :mod:`simstudy.estimators.reml` (one grouping factor, vectorised over replicates) and
+The numerics live in :mod:`simstudy.estimators.reml` (one grouping factor, vectorised over replicates),
+:mod:`simstudy.estimators.reml_slope` (random intercept and slope, ``slope="x"``) and
 :mod:`simstudy.estimators.reml_nested` (reps within centres). This module turns a replicate's data into the
 sufficient statistics, handles the edge cases, and returns :class:`~simstudy.estimators.base.Fit` objects.
 
@@ -10,6 +11,23 @@ statsmodels report), Wald intervals (z, or t with ``df_method``), variance compo
 (``boundary`` when a relative SD ``sqrt(var(group) / var(residual))`` is below 1e-4, lme4's
 ``isSingular`` rule) and a message. :meth:`FastMixedLM.fit_with_info` also returns the criterion
 (-2 log-likelihood, REML or ML, lme4's constant), the log-likelihood and the variance ratios.
+
+Random intercept and slope (``groups="g", slope="x"``, lme4's ``(1 + x | g)``): parameters
+``var(g)`` (intercept variance), ``var(g:x)`` (slope variance), ``cov(g:x)`` (the covariance of the
+intercept and the slope, i.e. cov(g, g:x); named without a comma so that it is safe in CSV files) and
+``var(residual)``; status ``boundary`` when the relative covariance factor is singular (a diagonal element of
+its Cholesky factor, lme4's theta, below 1e-4: lme4's ``isSingular``). ``fit_with_info`` adds ``psi`` (the
+relative covariance matrix) and gives lme4's theta as ``theta``. Fitted one replicate at a time (L-BFGS-B
+with the exact gradient, see the module).
+
+Batching (random intercept): :meth:`FastMixedLM.fit_batch` builds every replicate's design matrix, groups
+replicates with the same fixed-effect columns and the same grouping column (same values: its coding and
+group layout are computed once), stacks them and computes the group sums, within cross products, rank and
+residual checks for the whole stack (:func:`simstudy.estimators.reml.batch_stats`), then fits all
+replicates with the same estimable columns together. ``fit(data)`` is the same code with a batch of one,
+and every step treats each replicate independently of the others (size-class sums accumulate in order),
+so a replicate's ``Fit`` is bit-identical whichever batch it is fitted in. The nested model fits its
+boundary faces for all replicates together and the interior one replicate at a time.
 
 Degrees of freedom (``df_method``) for t intervals of fixed effects:
 
@@ -21,8 +39,8 @@ Degrees of freedom (``df_method``) for t intervals of fixed effects:
   split of the within df for classification effects is not done.)
 - ``"satterthwaite"``: random-intercept model only, as lmerTest: ``2 V^2 / (g' C g)`` with ``V`` the
   variance of the estimate as a function of ``(var(group), var(residual))``, ``g`` its gradient and ``C``
-  twice the inverse Hessian of -2 log-likelihood (REML or ML as fitted). Nested model: falls back to
-  between-within (said in the message).
+  twice the inverse Hessian of -2 log-likelihood (REML or ML as fitted). Nested and random-slope models:
+  fall back to between-within (said in the message).
 """
 
 from __future__ import annotations
@@ -35,11 +53,14 @@ from scipy import stats
 
 from simstudy.estimators import reml as ri
 from simstudy.estimators import reml_nested as nested
+from simstudy.estimators import reml_slope as slope_engine
 from simstudy.estimators.base import Fit
 from simstudy.formula import Formula, group_codes
 from simstudy.types import Data
 
 DF_METHODS = (None, "between-within", "satterthwaite")
+#: Rows per sub-batch when stacking random-intercept replicates (small enough to stay in cache).
+_BATCH_ROWS = 1 << 13
 
 
 class _Failure(Exception):
@@ -62,6 +83,9 @@ class FastMixedLM:
         Confidence level of the intervals.
     df_method : None, "between-within" or "satterthwaite"
         z intervals (None) or t intervals with these degrees of freedom (see the module docstring).
+    slope : str, optional
+        With one grouping column: also a random slope for this numeric column, correlated with the random
+        intercept (lme4's ``(1 + x | g)``).
 
     Examples
     --------
@@ -72,7 +96,7 @@ class FastMixedLM:
     """
 
     def __init__(self, formula: str, *, groups: str | Sequence[str], reml: bool = True, level: float = 0.95,
-                 df_method: str | None = None) -> None:
+                 df_method: str | None = None, slope: str | None = None) -> None:
         self.formula = Formula(formula)
         self.groups = (groups,) if isinstance(groups, str) else tuple(groups)
         if len(self.groups) not in (1, 2) or not all(isinstance(g, str) for g in self.groups):
@@ -81,14 +105,17 @@ class FastMixedLM:
             raise ValueError(f"df_method must be one of {DF_METHODS}, got {df_method!r}")
         if not 0 < level < 1:
             raise ValueError(f"level must lie in (0, 1), got {level!r}")
+        if slope is not None and (len(self.groups) != 1 or not isinstance(slope, str)):
+            raise ValueError("slope= needs one grouping column (groups='g') and a column name")
         self.reml = bool(reml)
         self.level = float(level)
         self.df_method = df_method
+        self.slope = slope
 
     # ------------------------------------------------------------------ public API
     def fit(self, data: Data) -> Fit:
-        """Fit one replicate."""
-        return self.fit_batch([data])[0]
+        """Fit one replicate (the batched code with a batch of one)."""
+        return self._fit_all([data], want_info=False)[0][0]
 
     def fit_with_info(self, data: Data) -> tuple[Fit, dict]:
         """Fit one replicate; also return ``crit`` (-2 log-lik), ``llf``, ``theta`` (variance ratios)."""
@@ -97,17 +124,29 @@ class FastMixedLM:
 
     def fit_batch(self, datasets: Sequence[Data]) -> list[Fit]:
         """Fit many replicates. Random-intercept replicates with the same fixed-effect columns are fitted
-        together, vectorised over replicates (group sizes and numbers of groups may differ); the nested
-        model is fitted one replicate at a time."""
-        return self._fit_all(datasets)[0]
+        together, vectorised over replicates (group sizes and numbers of groups may differ), with their
+        sufficient statistics computed per stack of replicates sharing a grouping layout; the nested model
+        fits its boundary faces together and its interior per replicate; the random-slope model is fitted
+        one replicate at a time. Each Fit is bit-identical to ``fit`` of that replicate alone."""
+        return self._fit_all(datasets, want_info=False)[0]
 
     # ------------------------------------------------------------------ internals
     def _param_names(self, names: Sequence[str]) -> tuple[str, ...]:
+        if self.slope is not None:
+            g, x = self.groups[0], self.slope
+            return tuple(names) + (f"var({g})", f"var({g}:{x})", f"cov({g}:{x})", "var(residual)")
         return tuple(names) + tuple(f"var({g})" for g in self.groups) + ("var(residual)",)
 
-    def _fit_all(self, datasets: Sequence[Data]):
+    def _fit_all(self, datasets: Sequence[Data], want_info: bool = True):
         fits: list[Fit | None] = [None] * len(datasets)
         infos: list[dict] = [{} for _ in datasets]
+        if self.slope is not None:
+            for i, data in enumerate(datasets):
+                fits[i], infos[i] = self._fit_slope_one(data)
+            return fits, infos
+        if len(self.groups) == 1:
+            self._fit_ri_all(datasets, fits, infos, want_info)
+            return fits, infos
         prepared = {}
         for i, data in enumerate(datasets):
             try:
@@ -119,68 +158,232 @@ class FastMixedLM:
                 except Exception:  # noqa: BLE001 - the build error is already the message
                     pass
                 fits[i] = Fit.failed(str(exc), self._param_names(names) if names else ())
-        if len(self.groups) == 1:
-            keys: dict[tuple, list[int]] = {}
-            for i, prep in prepared.items():
-                keys.setdefault((prep["names"], tuple(prep["keep"])), []).append(i)
-            for idx in keys.values():
-                self._fit_ri_group(idx, prepared, fits, infos)
-        else:
-            for i, prep in prepared.items():
-                fits[i], infos[i] = self._fit_nested(prep)
+        by_p: dict[int, list[int]] = {}
+        for i, prep in prepared.items():
+            keep, S = prep["keep"], prep["stats"]
+            if len(keep) < S.p:
+                prep["stats"] = S.take(keep)
+            by_p.setdefault(len(keep), []).append(i)
+        for idx in by_p.values():
+            results = nested.fit_nested_batch([prepared[i]["stats"] for i in idx], self.reml)
+            for i, res in zip(idx, results):
+                fits[i], infos[i] = self._fit_nested(prepared[i], res)
         return fits, infos
 
-    def _prepare(self, data: Data) -> dict:
-        y, X, names = self.formula.build(data)
+    # -- random intercept: batched preparation
+    @staticmethod
+    def _precheck(y: np.ndarray, X: np.ndarray) -> None:
         if not (np.isfinite(y).all() and np.isfinite(X).all()):
             raise _Failure("missing or non-finite values in the response or the fixed-effect columns")
         if y.shape[0] == 0:
             raise _Failure("no observations")
-        out = {"names": names, "n": y.shape[0]}
-        if len(self.groups) == 1:
-            codes, G = group_codes(data, self.groups[0])
-            if G < 2:
-                raise _Failure(f"only one level of {self.groups[0]!r}: var({self.groups[0]}) is not "
-                               "identifiable next to the intercept (need at least 2 groups)")
-            S = ri.ri_stats(y, X, codes, G)
-            W, p = S.W[0], S.p
-            XtX = W[:p, :p] + np.einsum("k,kij->ij", S.size[0], S.B[0][:, :p, :p])
-            out.update(stats=S, G=G)
-        else:
-            outer, inner = self.groups
-            cc, C = group_codes(data, outer)
-            rc0 = np.asarray(data[inner]) if inner in data else None
-            if rc0 is None:
-                raise _Failure(f"grouping column {inner!r} is not in the data")
-            _, rc0 = np.unique(rc0, return_inverse=True)
-            key = cc.astype(np.int64) * (int(rc0.max()) + 1) + rc0
-            del rc0
-            _, rc = np.unique(key, return_inverse=True)
-            del key
-            Rn = int(rc.max()) + 1
-            if C < 2:
-                raise _Failure(f"only one level of {outer!r}: var({outer}) is not identifiable next to the "
-                               "intercept (need at least 2 groups)")
-            if Rn <= C:
-                raise _Failure(f"every {outer!r} has a single {inner!r}: var({inner}) and var({outer}) "
-                               "are not separately identifiable")
-            S = nested.nested_stats(y, X, cc, rc.astype(np.intp), C, Rn)
-            W, p = S.W, S.p
-            XtX = W[:p, :p] + (S.n[:, None] * S.zbar[:, :p]).T @ S.zbar[:, :p]
-            out.update(stats=S, G=C, Rn=Rn)
-        keep = ri.estimable_columns(XtX)
-        # residual variation left within groups after the fixed effects (within part of the regression)
-        kp = np.append(keep, p)
-        Wk = W[np.ix_(kp, kp)]
-        wx = np.diag(Wk)[:-1]
-        varying = wx > 1e-12 * np.maximum(np.diag(XtX)[keep], np.finfo(float).tiny)
-        Wv = Wk[np.ix_(np.append(varying, True), np.append(varying, True))]
+
+    def _layout(self, data: Data, nrows: int, cache: dict) -> ri.Layout:
+        """The grouping layout of one replicate, shared with earlier replicates whose grouping column holds
+        the same values (looked up by the column's bytes, so coding is done once per distinct column)."""
+        g = self.groups[0]
+        if g not in data:
+            raise ValueError(f"grouping column {g!r} is not in the data")
+        values = np.asarray(data[g])
+        key = None
+        if values.ndim == 1 and values.dtype.kind in "biuUS":
+            key = (values.dtype.str, values.tobytes())
+            lay = cache.get(key)
+            if lay is not None and lay.nrows == nrows:
+                return lay
+        codes, G = group_codes(data, g)
+        if codes.shape[0] != nrows:
+            raise _Failure(f"grouping column {g!r} has {codes.shape[0]} rows, the response {nrows}")
+        if G < 2:
+            raise _Failure(f"only one level of {g!r}: var({g}) is not identifiable next to the intercept "
+                           "(need at least 2 groups)")
+        if key is None:
+            key = ("codes", G, codes.tobytes())
+            lay = cache.get(key)
+            if lay is not None:
+                return lay
+        lay = cache[key] = ri.Layout.from_codes(codes, G)
+        return lay
+
+    def _fit_ri_all(self, datasets: Sequence[Data], fits: list, infos: list, want_info: bool) -> None:
+        """Random intercept: replicates sharing the fixed-effect columns and the grouping layout are
+        stacked and their statistics computed together (:func:`reml.batch_stats`), in sub-batches of about
+        ``_BATCH_ROWS`` rows; replicates of more than ``reml._CHUNK`` rows one at a time with row chunks."""
+        cache: dict = {}
+        buckets: dict[tuple, list] = {}
+        units: list[tuple] = []
+        for i, data in enumerate(datasets):
+            try:
+                y, X, names = self.formula.build(data)
+            except ValueError as exc:
+                fits[i] = Fit.failed(str(exc))
+                continue
+            try:
+                try:
+                    lay = self._layout(data, y.shape[0], cache)
+                except (_Failure, ValueError):
+                    self._precheck(y, X)
+                    raise
+                if y.shape[0] > ri._CHUNK:
+                    self._precheck(y, X)
+                    S = ri.ri_stats(y, X, lay.codes, lay.G)
+                    p = S.p
+                    XtX = S.W[:, :p, :p] + np.einsum("rk,rkij->rij", S.size, S.B[:, :, :p, :p])
+                    self._check_units(np.array([i]), names, S, XtX, units, fits)
+                    continue
+            except (_Failure, ValueError) as exc:
+                fits[i] = Fit.failed(str(exc), self._param_names(names))
+                continue
+            buckets.setdefault((names, id(lay)), [lay]).append((i, y, X))
+        for (names, _), members in buckets.items():
+            lay = members[0]
+            members = members[1:]
+            n, p = lay.nrows, len(names)
+            step = max(1, _BATCH_ROWS // max(n, 1))
+            for s in range(0, len(members), step):
+                part = members[s : s + step]
+                Z = np.empty((len(part), p + 1, n))
+                for r, (_, y, X) in enumerate(part):
+                    Z[r, :p] = X.T
+                    Z[r, p] = y
+                idx = np.array([m[0] for m in part])
+                finite = np.isfinite(Z).all(axis=(1, 2))
+                if not finite.all():
+                    for i in idx[~finite]:
+                        fits[i] = Fit.failed("missing or non-finite values in the response or the fixed-effect "
+                                             "columns", self._param_names(names))
+                    Z, idx = Z[finite], idx[finite]
+                    if not idx.size:
+                        continue
+                S, XtX = ri.batch_stats(Z, lay, p)
+                self._check_units(idx, names, S, XtX, units, fits)
+        groups: dict[tuple, list] = {}
+        for u in units:
+            groups.setdefault((u[1], u[2].tobytes()), []).append(u)
+        for us in groups.values():
+            idx = np.concatenate([u[0] for u in us])
+            S = us[0][3] if len(us) == 1 else ri.stack_stats([u[3] for u in us])
+            self._fit_ri_group(idx, us[0][1], us[0][2], S, fits, infos, want_info)
+
+    def _check_units(self, idx, names, S: ri.GroupStats, XtX, units: list, fits: list) -> None:
+        """Estimable columns and the within-variation check for a stack of replicates; appends
+        ``(indices, names, keep, stats)`` units of replicates with the same estimable columns."""
+        p = S.p
+        full = ri.full_rank(XtX)
+        msg = ("no variation of the response left within groups after the fixed effects: "
+               "var(residual) would be 0 and the model is degenerate")
+        F = np.flatnonzero(full)
+        if F.size:
+            SF = S if F.size == idx.size else S.take(F)
+            ok = ri.within_residual_ok(SF.W, np.diagonal(XtX[F], axis1=1, axis2=2), SF.nobs)
+            for i in idx[F][~ok]:
+                fits[i] = Fit.failed(msg, self._param_names(names))
+            if ok.any():
+                units.append((idx[F][ok], names, np.arange(p), SF if ok.all() else SF.take(np.flatnonzero(ok))))
+        for r in np.flatnonzero(~full):
+            keep = ri.estimable_columns(XtX[r])
+            Sk = S.take(np.array([r]), keep)
+            ok = ri.within_residual_ok(Sk.W, np.diag(XtX[r])[keep][None], Sk.nobs)
+            if ok[0]:
+                units.append((idx[r : r + 1], names, keep, Sk))
+            else:
+                fits[idx[r]] = Fit.failed(msg, self._param_names(names))
+
+    # -- random intercept and slope: one replicate at a time
+    def _fit_slope_one(self, data: Data) -> tuple[Fit, dict]:
         try:
-            coef = np.linalg.solve(Wv[:-1, :-1], Wv[:-1, -1]) if varying.any() else np.zeros(0)
-        except np.linalg.LinAlgError:
-            coef = np.linalg.lstsq(Wv[:-1, :-1], Wv[:-1, -1], rcond=1e-12)[0]
-        resid = Wv[-1, -1] - Wv[:-1, -1] @ coef
-        if resid <= 1e-12 * Wv[-1, -1] or y.shape[0] - keep.size <= 0:
+            y, X, names = self.formula.build(data)
+        except ValueError as exc:
+            return Fit.failed(str(exc)), {}
+        g, xname = self.groups[0], self.slope
+        try:
+            self._precheck(y, X)
+            if xname not in data:
+                raise _Failure(f"slope column {xname!r} is not in the data")
+            x = np.asarray(data[xname], dtype=float)
+            if x.shape != y.shape or not np.isfinite(x).all():
+                raise _Failure(f"slope column {xname!r}: missing or non-finite values, or wrong length")
+            codes, G = group_codes(data, g)
+            if G < 2:
+                raise _Failure(f"only one level of {g!r}: var({g}) is not identifiable next to the intercept "
+                               "(need at least 2 groups)")
+            S = slope_engine.slope_stats(y, X, x, codes, G)
+            wx = S.within_x()
+            if not wx.sum() > 1e-12 * S.Q[:, 1, 1].sum():
+                raise _Failure(f"{xname!r} is constant within every group of {g!r}: var({g}:{xname}) is not "
+                               "identifiable")
+            p = S.p
+            keep = ri.estimable_columns(S.XtX)
+            if len(keep) < p:
+                S = S.take(keep)
+            # within-group cross products of [X y] (for the residual check and between-within df)
+            n = S.Q[:, 0, 0]
+            W = S.T - np.einsum("gi,gj->ij", S.C[:, 0] / n[:, None], S.C[:, 0])
+            ok = ri.within_residual_ok(W[None], np.diag(S.T)[:-1][None], np.array([S.nobs]))
+            if not ok[0]:
+                raise _Failure("no variation of the response left within groups after the fixed effects: "
+                               "var(residual) would be 0 and the model is degenerate")
+        except _Failure as exc:
+            return Fit.failed(str(exc), self._param_names(names)), {}
+        except ValueError as exc:
+            return Fit.failed(str(exc), self._param_names(names)), {}
+        res = slope_engine.fit_slope(S, self.reml)
+        msgs = [m for m in (self._dropped_message(names, keep), res["message"]) if m]
+        df = None
+        if self.df_method is not None:
+            if self.df_method == "satterthwaite":
+                msgs.append("satterthwaite df not implemented for the random-slope model: between-within used")
+            pk = S.p
+            between = np.diag(W)[:pk] <= 1e-12 * np.maximum(np.diag(S.T)[:pk], np.finfo(float).tiny)
+            pb = int(between.sum())
+            df = np.where(between, G - pb, S.nobs - pk - (G - pb)).astype(float)
+            if np.any(~(df > 0)):
+                msgs.append("some t df are not positive: their intervals are NaN")
+                df = np.where(df > 0, df, np.nan)
+        status = "ok"
+        if not res["converged"]:
+            status = "nonconverged"
+        elif res["boundary"]:
+            status = "boundary"
+            msgs.append(f"covariance matrix of the random effects of {g} is singular (a relative SD of its "
+                        "Cholesky factor below 1e-4): a variance at 0 or a correlation at +-1")
+        s2 = res["sigma2"]
+        psi = res["psi"]
+        vcs = [psi[0, 0] * s2, psi[1, 1] * s2, psi[0, 1] * s2, s2]
+        fit = self._assemble(names, keep, res["beta"], res["cov"], vcs, df, status, "; ".join(msgs))
+        return fit, {"crit": res["crit"], "llf": -0.5 * res["crit"], "theta": res["lam"], "psi": psi,
+                     "reml": self.reml}
+
+    # -- nested model: one replicate at a time
+    def _prepare(self, data: Data) -> dict:
+        y, X, names = self.formula.build(data)
+        self._precheck(y, X)
+        out = {"names": names, "n": y.shape[0]}
+        outer, inner = self.groups
+        cc, C = group_codes(data, outer)
+        rc0 = np.asarray(data[inner]) if inner in data else None
+        if rc0 is None:
+            raise _Failure(f"grouping column {inner!r} is not in the data")
+        _, rc0 = np.unique(rc0, return_inverse=True)
+        key = cc.astype(np.int64) * (int(rc0.max()) + 1) + rc0
+        del rc0
+        _, rc = np.unique(key, return_inverse=True)
+        del key
+        Rn = int(rc.max()) + 1
+        if C < 2:
+            raise _Failure(f"only one level of {outer!r}: var({outer}) is not identifiable next to the "
+                           "intercept (need at least 2 groups)")
+        if Rn <= C:
+            raise _Failure(f"every {outer!r} has a single {inner!r}: var({inner}) and var({outer}) "
+                           "are not separately identifiable")
+        S = nested.nested_stats(y, X, cc, rc.astype(np.intp), C, Rn)
+        W, p = S.W, S.p
+        XtX = W[:p, :p] + (S.n[:, None] * S.zbar[:, :p]).T @ S.zbar[:, :p]
+        out.update(stats=S, G=C, Rn=Rn)
+        keep = ri.estimable_columns(XtX)
+        kp = np.append(keep, p)
+        ok = ri.within_residual_ok(W[np.ix_(kp, kp)][None], np.diag(XtX)[keep][None], np.array([float(y.shape[0])]))
+        if not ok[0]:
             raise _Failure("no variation of the response left within groups after the fixed effects: "
                            "var(residual) would be 0 and the model is degenerate")
         out["keep"] = keep
@@ -193,67 +396,77 @@ class FastMixedLM:
         return "not estimable (linearly dependent on other columns): " + ", ".join(dropped)
 
     def _assemble(self, names, keep, beta, cov, vcs, df, status, message) -> Fit:
+        """One fit (see :meth:`_assemble_batch`)."""
+        return self._assemble_batch(names, keep, beta[None], cov[None], np.asarray(vcs, float)[None],
+                                    None if df is None else np.asarray(df, float)[None], [status], [message])[0]
+
+    def _assemble_batch(self, names, keep, beta, cov, vcs, df, statuses, messages) -> list[Fit]:
+        """Fits of R replicates with the same columns: ``beta`` (R, k), ``cov`` (R, k, k) for the estimable
+        columns ``keep``, variance components ``vcs`` (R, m), t ``df`` (R, k) or None for z intervals."""
+        R = beta.shape[0]
         p_all = len(names)
-        k = len(vcs)
-        est = np.full(p_all + k, np.nan)
-        se = np.full(p_all + k, np.nan)
-        dfs = np.full(p_all + k, np.nan)
-        est[keep] = beta
-        se[keep] = np.sqrt(np.diag(cov))
-        est[p_all:] = vcs
-        mult = np.full(p_all + k, np.nan)
+        k = vcs.shape[1]
+        est = np.full((R, p_all + k), np.nan)
+        se = np.full((R, p_all + k), np.nan)
+        dfs = np.full((R, p_all + k), np.nan)
+        est[:, keep] = beta
+        se[:, keep] = np.sqrt(np.diagonal(cov, axis1=1, axis2=2))
+        est[:, p_all:] = vcs
+        mult = np.full((R, p_all + k), np.nan)
         if df is not None:
-            dfs[keep] = df
+            dfs[:, keep] = df
             with np.errstate(invalid="ignore"):
-                mult[keep] = stats.t.ppf(0.5 + self.level / 2, df)
+                mult[:, keep] = stats.t.ppf(0.5 + self.level / 2, df)
         else:
-            mult[:p_all] = NormalDist().inv_cdf(0.5 + self.level / 2)
-        return Fit(self._param_names(names), est, se, est - mult * se, est + mult * se, dfs, status, 0,
-                   message)
+            mult[:, :p_all] = NormalDist().inv_cdf(0.5 + self.level / 2)
+        lo, hi = est - mult * se, est + mult * se
+        params = self._param_names(names)
+        return [Fit(params, est[r], se[r], lo[r], hi[r], dfs[r], statuses[r], 0, messages[r]) for r in range(R)]
 
-    def _bw_df(self, prep, between: np.ndarray) -> np.ndarray:
-        p, n, G = len(prep["keep"]), prep["n"], prep["G"]
-        pb = int(between.sum())
-        return np.where(between, G - pb, n - p - (G - pb)).astype(float)
-
-    def _fit_ri_group(self, idx, prepared, fits, infos) -> None:
-        keep = prepared[idx[0]]["keep"]
-        S = ri.stack_stats([prepared[i]["stats"] for i in idx]).take(np.arange(len(idx)), keep)
+    def _fit_ri_group(self, idx, names, keep, S, fits, infos, want_info=True) -> None:
+        """Fit a stack of replicates with the same estimable columns and store their Fits."""
         res = ri.fit_ri(S, self.reml)
-        between = ri.between_columns(S)
-        satt = None
-        if self.df_method == "satterthwaite":
-            satt = ri.satterthwaite_ri(S, res["theta"], res["sigma2"], self.reml)
+        R = idx.size
+        df = None
+        if self.df_method == "between-within":
+            between = ri.between_columns(S)
+            pb = between.sum(axis=1)
+            G, nobs = S.ngroups, S.nobs
+            df = np.where(between, (G - pb)[:, None], (nobs - len(keep) - (G - pb))[:, None]).astype(float)
+        elif self.df_method == "satterthwaite":
+            df = ri.satterthwaite_ri(S, res["theta"], res["sigma2"], self.reml)
+        dfbad = np.zeros(R, dtype=bool)
+        if df is not None:
+            pos = df > 0
+            dfbad = ~pos.all(axis=1)
+            if dfbad.any():
+                df = np.where(pos, df, np.nan)
         g = self.groups[0]
-        for r, i in enumerate(idx):
-            prep = prepared[i]
-            msgs = [m for m in (self._dropped_message(prep["names"], keep), res["message"][r]) if m]
-            if self.df_method == "between-within":
-                df = self._bw_df(prep, between[r])
-            elif satt is not None:
-                df = satt[r]
-            else:
-                df = None
-            if df is not None and np.any(~(df > 0)):
+        dropped = self._dropped_message(names, keep)
+        conv, bnd = res["converged"], res["boundary"]
+        statuses = np.where(~conv, "nonconverged", np.where(bnd, "boundary", "ok")).tolist()
+        messages = [""] * R
+        rmsg = res["message"]
+        bmsg = f"var({g}) estimated at the boundary (0)"
+        for r in np.flatnonzero(dfbad | (conv & bnd) | np.array([bool(m) for m in rmsg]) | bool(dropped)):
+            msgs = [m for m in (dropped, rmsg[r]) if m]
+            if dfbad[r]:
                 msgs.append("some t df are not positive: their intervals are NaN")
-                df = np.where(df > 0, df, np.nan)
-            status = "ok"
-            if not res["converged"][r]:
-                status = "nonconverged"
-            elif res["boundary"][r]:
-                status = "boundary"
-                msgs.append(f"var({g}) estimated at the boundary (0)")
-            s2 = res["sigma2"][r]
-            fits[i] = self._assemble(prep["names"], keep, res["beta"][r], res["cov"][r],
-                                     [res["theta"][r] * s2, s2], df, status, "; ".join(msgs))
-            infos[i] = {"crit": float(res["crit"][r]), "llf": -0.5 * float(res["crit"][r]),
-                        "theta": np.array([res["theta"][r]]), "reml": self.reml}
+            if conv[r] and bnd[r]:
+                msgs.append(bmsg)
+            messages[r] = "; ".join(msgs)
+        s2 = res["sigma2"]
+        vcs = np.stack([res["theta"] * s2, s2], axis=1)
+        out = self._assemble_batch(names, keep, res["beta"], res["cov"], vcs, df, statuses, messages)
+        for r, i in enumerate(idx.tolist()):
+            fits[i] = out[r]
+        if want_info:
+            for r, i in enumerate(idx.tolist()):
+                c = float(res["crit"][r])
+                infos[i] = {"crit": c, "llf": -0.5 * c, "theta": np.array([res["theta"][r]]), "reml": self.reml}
 
-    def _fit_nested(self, prep) -> tuple[Fit, dict]:
+    def _fit_nested(self, prep, res) -> tuple[Fit, dict]:
         keep, S = prep["keep"], prep["stats"]
-        if len(keep) < S.p:
-            S = S.take(keep)
-        res = nested.fit_nested(S, self.reml)
         outer, inner = self.groups
         msgs = [m for m in (self._dropped_message(prep["names"], keep), res["message"]) if m]
         df = None

@@ -27,7 +27,12 @@ optimum is found by a bracketing root search on the derivative, run in lockstep 
 Groups are stored as *size classes*: groups of equal size share a weight ``a_j``, so a balanced design costs
 one ``q x q`` update per evaluation whatever the number of groups. Replicates with different numbers of
 classes are padded with empty classes (size 0), which contribute nothing, so a batch may mix group
-structures; it needs the same fixed-effect columns in every replicate.
+structures; it needs the same fixed-effect columns in every replicate. Sums over size classes accumulate
+class by class in order (:func:`_ksum`, :func:`_kmat`), so padding leaves a replicate's numbers bit-identical.
+
+:class:`Layout` and :func:`batch_stats` compute the statistics of many replicates that share a grouping
+(same rows, same groups) at once from a stack ``(R, q, n)``; :func:`full_rank` and
+:func:`within_residual_ok` are the rank and degenerate-residual checks over such a stack.
 """
 
 from __future__ import annotations
@@ -175,19 +180,36 @@ def between_columns(S: GroupStats, tol: float = 1e-12) -> np.ndarray:
     """Boolean (R, p): columns constant within every group (within SS ~ 0 relative to the total SS)."""
     p = S.p
     within = np.diagonal(S.W, axis1=1, axis2=2)[:, :p]
-    total = within + np.einsum("rk,rkii->ri", S.size, S.B)[:, :p]
+    total = within + _ksum(S.size[:, None, :] * np.diagonal(S.B, axis1=2, axis2=3).transpose(0, 2, 1))[:, :p]
     return within <= tol * np.maximum(total, np.finfo(float).tiny)
+
+
+def _ksum(x: np.ndarray) -> np.ndarray:
+    """Sum over the last axis, strictly left to right (trailing zeros -- padded size classes -- then leave
+    the result bit-identical, so a replicate's numbers do not depend on the batch it is fitted in)."""
+    return np.add.accumulate(x, axis=-1)[..., -1] if x.shape[-1] else np.zeros(x.shape[:-1])
+
+
+def _kmat(W: np.ndarray | None, a: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """``W[:, None] + sum_k a[..., k] B[:, k]`` (R, m, q, q), accumulated class by class in order."""
+    R, m, K = a.shape
+    q = B.shape[-1]
+    out = np.zeros((R, m, q, q)) if W is None else np.repeat(W[:, None], m, axis=1)
+    for k in range(K):
+        out += a[:, :, k, None, None] * B[:, None, k]
+    return out
 
 
 def evaluate(theta: np.ndarray, S: GroupStats, reml: bool, deriv: bool = True):
     """Criterion, its derivative in theta, and the GLS pieces at ``theta`` of shape (R, m).
 
     Returns a dict with ``crit``, ``grad`` (R, m); ``beta`` (R, m, p); ``Minv`` (R, m, p, p); ``q`` (R, m).
+    Sums over size classes run in class order (see :func:`_ksum`).
     """
     p = S.p
     size = S.size[:, None, :]  # (R, 1, K)
     a = size / (1.0 + size * theta[:, :, None])  # (R, m, K)
-    A = S.W[:, None] + np.einsum("rmk,rkij->rmij", a, S.B)
+    A = _kmat(S.W, a, S.B)
     M, b, c = A[..., :p, :p], A[..., :p, p], A[..., p, p]
     L = np.linalg.cholesky(M)
     logdetM = 2.0 * np.log(np.diagonal(L, axis1=-2, axis2=-1)).sum(-1)
@@ -195,15 +217,15 @@ def evaluate(theta: np.ndarray, S: GroupStats, reml: bool, deriv: bool = True):
     beta = np.einsum("...ij,...j->...i", Minv, b)
     q = c - np.einsum("...i,...i->...", b, beta)
     dof = (S.nobs - p if reml else S.nobs)[:, None]
-    ldH = (S.count[:, None, :] * np.log1p(size * theta[:, :, None])).sum(-1)
+    ldH = _ksum(S.count[:, None, :] * np.log1p(size * theta[:, :, None]))
     with np.errstate(divide="ignore", invalid="ignore"):
         crit = dof * (1.0 + LOG2PI + np.log(q / dof)) + ldH + (logdetM if reml else 0.0)
     out = {"crit": crit, "beta": beta, "Minv": Minv, "q": q, "ldH": ldH, "logdetM": logdetM}
     if deriv:
-        D = -np.einsum("rmk,rkij->rmij", a * a, S.B)  # dA/dtheta
+        D = -_kmat(None, a * a, S.B)  # dA/dtheta
         u = np.concatenate([-beta, np.ones(beta.shape[:-1] + (1,))], axis=-1)
         dq = np.einsum("...i,...ij,...j->...", u, D, u)
-        grad = dof * dq / q + (S.count[:, None, :] * a).sum(-1)
+        grad = dof * dq / q + _ksum(S.count[:, None, :] * a)
         if reml:
             grad = grad + np.einsum("...ij,...ji->...", Minv, D[..., :p, :p])
         out["grad"] = grad
@@ -320,3 +342,135 @@ def satterthwaite_ri(S: GroupStats, theta: np.ndarray, sigma2: np.ndarray, reml:
     denom = np.einsum("rki,rij,rkj->rk", gvec, C, gvec)
     with np.errstate(divide="ignore", invalid="ignore"):
         return 2.0 * V[:, 0] ** 2 / denom
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Batched sufficient statistics: many replicates that share one grouping layout (same rows, same groups)
+
+
+@dataclass
+class Layout:
+    """A grouping of ``nrows`` rows into ``G`` non-empty groups, shared by the replicates of a batch.
+
+    ``codes`` (nrows,) group of each row (0..G-1); ``n`` (G,) group sizes; ``order`` a stable permutation
+    that sorts the rows by group (None when they already are); ``starts`` (G,) first position of each
+    group in sorted order; ``sizes``/``counts`` (K,) the size classes; ``members`` the groups of each class
+    (None when balanced).
+    """
+
+    codes: np.ndarray
+    G: int
+    n: np.ndarray
+    order: np.ndarray | None
+    starts: np.ndarray
+    sizes: np.ndarray
+    counts: np.ndarray
+    members: list[np.ndarray] | None
+
+    @property
+    def nrows(self) -> int:
+        return int(self.codes.shape[0])
+
+    @classmethod
+    def from_codes(cls, codes: np.ndarray, G: int) -> "Layout":
+        codes = np.asarray(codes, dtype=np.intp)
+        n_int = np.bincount(codes, minlength=G)
+        order = None
+        if codes.size > 1 and not (codes[1:] >= codes[:-1]).all():
+            order = np.argsort(codes, kind="stable")
+        starts = np.concatenate([[0], np.cumsum(n_int)[:-1]]).astype(np.intp)
+        n = n_int.astype(float)
+        if n.size and n.min() == n.max():
+            sizes, counts, members = n[:1].copy(), np.array([float(G)]), None
+        else:
+            sizes, inv, cnt = np.unique(n, return_inverse=True, return_counts=True)
+            counts = cnt.astype(float)
+            members = [np.flatnonzero(inv == k) for k in range(sizes.size)]
+        return cls(codes, G, n, order, starts, sizes, counts, members)
+
+
+def batch_stats(Z: np.ndarray, layout: Layout, p: int) -> tuple[GroupStats, np.ndarray]:
+    """Sufficient statistics of replicates stacked as ``Z`` (R, q, nrows), rows ``[X' ; y']`` of each
+    replicate, all with grouping ``layout``; returns them and ``X'X`` (R, p, p). ``Z`` is overwritten.
+
+    Group sums by ``np.add.reduceat`` over rows sorted by group, the within cross products from the
+    centred rows (no cancellation), one matmul per replicate; every replicate's numbers are computed
+    by the same operations whatever the other replicates of the batch (a replicate fitted alone gets
+    bit-identical statistics).
+    """
+    R, q, _ = Z.shape
+    if layout.order is not None:
+        Z = np.take(Z, layout.order, axis=2)
+    sums = np.add.reduceat(Z, layout.starts, axis=2)  # (R, q, G)
+    means = sums / layout.n
+    Z -= np.repeat(means, layout.n.astype(np.intp), axis=2)
+    W = np.matmul(Z, Z.transpose(0, 2, 1))
+    mt = means.transpose(0, 2, 1)  # (R, G, q)
+    if layout.members is None:
+        B = np.matmul(means, mt)[:, None]
+    else:
+        B = np.empty((R, layout.sizes.size, q, q))
+        for k, mem in enumerate(layout.members):
+            B[:, k] = np.matmul(means[:, :, mem], mt[:, mem])
+    K = layout.sizes.size
+    S = GroupStats(W, np.broadcast_to(layout.sizes, (R, K)).copy(), np.broadcast_to(layout.counts, (R, K)).copy(),
+                   B, np.full(R, float(layout.nrows)), np.full(R, float(layout.G)), p)
+    XtX = W[:, :p, :p] + np.einsum("k,rkij->rij", layout.sizes, B[:, :, :p, :p])
+    return S, XtX
+
+
+def full_rank(XtX: np.ndarray, tol: float = RANK_TOL) -> np.ndarray:
+    """Boolean (R,): the fast path of :func:`estimable_columns` over a stack (True: all columns kept).
+
+    False means "check column by column" with :func:`estimable_columns`, which may still keep all.
+    """
+    R, p = XtX.shape[:2]
+    d = np.sqrt(np.clip(np.diagonal(XtX, axis1=1, axis2=2), 0, None))
+    ok = (d > 0).all(axis=1)
+    out = np.zeros(R, dtype=bool)
+    idx = np.flatnonzero(ok)
+    if idx.size == 0:
+        return out
+    C = XtX[idx] / (d[idx, :, None] * d[idx, None, :])
+    try:
+        L = np.linalg.cholesky(C)
+        out[idx] = np.diagonal(L, axis1=1, axis2=2).min(axis=1) ** 2 > tol
+    except np.linalg.LinAlgError:
+        for j, r in enumerate(idx):
+            try:
+                L = np.linalg.cholesky(C[j])
+                out[r] = np.diag(L).min() ** 2 > tol
+            except np.linalg.LinAlgError:
+                pass
+    return out
+
+
+def within_residual_ok(Wk: np.ndarray, xtx_diag: np.ndarray, nobs: np.ndarray) -> np.ndarray:
+    """Boolean (R,): does the response vary within groups beyond the fixed effects?
+
+    ``Wk`` (R, p+1, p+1) within cross products of the estimable columns and the response, ``xtx_diag``
+    (R, p) the diagonal of their ``X'X``. Columns with no within-group variation (relative 1e-12) are left
+    out; the within regression of the response on the others must leave a residual sum of squares above
+    1e-12 of the response's within sum of squares, and ``n - p > 0``.
+    """
+    R, q = Wk.shape[:2]
+    p = q - 1
+    wx = np.diagonal(Wk, axis1=1, axis2=2)[:, :p]
+    varying = wx > 1e-12 * np.maximum(xtx_diag, np.finfo(float).tiny)
+    A = Wk[:, :p, :p] * (varying[:, :, None] & varying[:, None, :])
+    ar = np.arange(p)
+    A[:, ar, ar] = np.where(varying, wx, 1.0)
+    rhs = Wk[:, :p, p] * varying
+    if p == 0:
+        return ~((Wk[:, 0, 0] <= 0) | (nobs <= 0))
+    try:
+        coef = np.linalg.solve(A, rhs[..., None])[..., 0]
+    except np.linalg.LinAlgError:
+        coef = np.empty_like(rhs)
+        for r in range(R):
+            try:
+                coef[r] = np.linalg.solve(A[r], rhs[r])
+            except np.linalg.LinAlgError:
+                coef[r] = np.linalg.lstsq(A[r], rhs[r], rcond=1e-12)[0]
+    resid = Wk[:, p, p] - (rhs * coef).sum(-1)
+    return ~((resid <= 1e-12 * Wk[:, p, p]) | (nobs - p <= 0))

@@ -28,7 +28,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import minimize
 
-from simstudy.estimators.reml import LOG2PI, SINGULAR_TOL, GroupStats, class_stats, fit_ri, group_means
+from simstudy.estimators.reml import (LOG2PI, SINGULAR_TOL, GroupStats, class_stats, fit_ri, group_means,
+                                      stack_stats)
 
 
 @dataclass
@@ -43,6 +44,22 @@ class NestedStats:
     W: np.ndarray
     nobs: float
     p: int
+
+    def __post_init__(self) -> None:
+        # reps sorted by centre (the model does not depend on their order) and centres without reps
+        # dropped (they contribute nothing), so that per-centre sums are np.add.reduceat over reps
+        self.centre = np.asarray(self.centre, dtype=np.intp)
+        if self.centre.size > 1 and not (self.centre[1:] >= self.centre[:-1]).all():
+            order = np.argsort(self.centre, kind="stable")
+            self.n, self.zbar, self.centre = self.n[order], self.zbar[order], self.centre[order]
+        per = np.bincount(self.centre, minlength=self.C)
+        if (per == 0).any():
+            present = per > 0
+            self.centre = (np.cumsum(present) - 1)[self.centre]
+            self.C = int(present.sum())
+            per = per[present]
+        self.per = per
+        self.starts = np.concatenate([[0], np.cumsum(per)[:-1]]).astype(np.intp)
 
     def take(self, cols: np.ndarray) -> "NestedStats":
         keep = np.append(cols, self.p)
@@ -82,20 +99,20 @@ def nested_stats(y: np.ndarray, X: np.ndarray, centre: np.ndarray, rep: np.ndarr
 def evaluate_nested(tr: np.ndarray, tc: np.ndarray, S: NestedStats, reml: bool, deriv: bool = True) -> dict:
     """Criterion, gradient (m, 2) in (theta_r, theta_c), GLS pieces at ``m`` points ``(tr, tc)``."""
     p = S.p
-    ind = np.zeros((S.n.size, S.C))
-    ind[np.arange(S.n.size), S.centre] = 1.0
     w = S.n / (1.0 + S.n * tr[:, None])  # (m, Rn)
-    mc = w @ ind  # (m, C)
-    zt = np.einsum("rc,mr,rq->mcq", ind, w, S.zbar) / mc[..., None]
-    dev = S.zbar[None] - zt[:, S.centre]  # (m, Rn, q)
+    mc = np.add.reduceat(w, S.starts, axis=1)  # (m, C)
+    zt = np.add.reduceat(w[..., None] * S.zbar, S.starts, axis=1) / mc[..., None]  # (m, C, q)
+    ztr = np.repeat(zt, S.per, axis=1)  # (m, Rn, q): each rep's centre
+    dev = S.zbar[None] - ztr
     ec = mc / (1.0 + tc[:, None] * mc)
-    A = S.W + np.einsum("mr,mri,mrj->mij", w, dev, dev) + np.einsum("mc,mci,mcj->mij", ec, zt, zt)
+    A = S.W + np.matmul((w[..., None] * dev).transpose(0, 2, 1), dev) \
+        + np.matmul((ec[..., None] * zt).transpose(0, 2, 1), zt)
     M, b, c = A[:, :p, :p], A[:, :p, p], A[:, p, p]
     L = np.linalg.cholesky(M)
     logdetM = 2.0 * np.log(np.diagonal(L, axis1=-2, axis2=-1)).sum(-1)
     Minv = np.linalg.inv(M)
-    beta = np.einsum("mij,mj->mi", Minv, b)
-    q = c - np.einsum("mi,mi->m", b, beta)
+    beta = np.matmul(Minv, b[..., None])[..., 0]
+    q = c - (b * beta).sum(-1)
     dof = S.nobs - p if reml else S.nobs
     ldH = np.log1p(S.n * tr[:, None]).sum(-1) + np.log1p(tc[:, None] * mc).sum(-1)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -103,15 +120,17 @@ def evaluate_nested(tr: np.ndarray, tc: np.ndarray, S: NestedStats, reml: bool, 
     out = {"crit": crit, "beta": beta, "Minv": Minv, "q": q, "ldH": ldH, "logdetM": logdetM}
     if deriv:
         gam = tc[:, None] / (1.0 + tc[:, None] * mc)  # (m, C)
-        P = w[..., None] * (S.zbar[None] - (gam * mc)[:, S.centre][..., None] * zt[:, S.centre])
+        P = w[..., None] * (S.zbar[None] - np.repeat(gam * mc, S.per, axis=1)[..., None] * ztr)
         Cc = ec[..., None] * zt  # (m, C, q)
         u = np.concatenate([-beta, np.ones((beta.shape[0], 1))], axis=1)
         grads = []
-        for G, dld in ((P, w.sum(-1) - (gam * ((w * w) @ ind)).sum(-1)), (Cc, ec.sum(-1))):
-            dq = -np.einsum("mgi,mi->mg", G, u) ** 2
+        dld_r = w.sum(-1) - (gam * np.add.reduceat(w * w, S.starts, axis=1)).sum(-1)
+        for G, dld in ((P, dld_r), (Cc, ec.sum(-1))):
+            dq = -(np.matmul(G, u[..., None])[..., 0] ** 2)
             gk = dof * dq.sum(-1) / q + dld
             if reml:
-                gk = gk - np.einsum("mgi,mij,mgj->m", G[..., :p], Minv, G[..., :p])
+                Gp = G[..., :p]
+                gk = gk - (np.matmul(Gp, Minv) * Gp).sum((-1, -2))
             grads.append(gk)
         out["grad"] = np.stack(grads, axis=-1)
     return out
@@ -120,15 +139,25 @@ def evaluate_nested(tr: np.ndarray, tc: np.ndarray, S: NestedStats, reml: bool, 
 def fit_nested(S: NestedStats, reml: bool = True) -> dict:
     """Fit one replicate; returns theta (theta_r, theta_c), sigma2, beta, cov, crit, converged,
     boundary (per component), message."""
-    cands: list[tuple[float, float]] = [(0.0, 0.0)]
+    return fit_nested_batch([S], reml)[0]
+
+
+def fit_nested_batch(stats: list[NestedStats], reml: bool = True) -> list[dict]:
+    """Fit replicates: the boundary faces (random-intercept models) of all replicates together, vectorised
+    by :func:`simstudy.estimators.reml.fit_ri`, then the interior of each replicate (see
+    :func:`fit_nested`). A replicate's results do not depend on the other replicates of the batch."""
+    if not stats:
+        return []
+    faces = [fit_ri(stack_stats([S.rep_stats() for S in stats]), reml)["theta"],
+             fit_ri(stack_stats([S.centre_stats() for S in stats]), reml)["theta"]]
+    return [_fit_nested_interior(S, reml, float(faces[0][r]), float(faces[1][r])) for r, S in enumerate(stats)]
+
+
+def _fit_nested_interior(S: NestedStats, reml: bool, t_rep: float, t_centre: float) -> dict:
+    cands: list[tuple[float, float]] = [(0.0, 0.0), (t_rep, 0.0), (0.0, t_centre)]
+    starts = [t_rep, t_centre]
     conv = True
     msgs = []
-    starts = []
-    for which, gs in (("rep", S.rep_stats()), ("centre", S.centre_stats())):
-        r = fit_ri(gs, reml)
-        t = float(r["theta"][0])
-        cands.append((t, 0.0) if which == "rep" else (0.0, t))
-        starts.append(t)
 
     def fun(phi: np.ndarray):
         th = np.exp(phi)

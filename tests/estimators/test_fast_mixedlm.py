@@ -22,6 +22,12 @@ def load(name: str):
     return pd.read_csv(DATA / row.file), row.formula, row.groups.split("/")
 
 
+def slope_of(name: str):
+    """The random-slope covariate of a reference data set (None: random intercepts only)."""
+    s = MANIFEST.set_index("name").loc[name].slope
+    return s if isinstance(s, str) and s else None
+
+
 def reference(name: str, reml: int) -> dict:
     r = REF[(REF.dataset == name) & (REF.reml == reml)]
     get = lambda kind: r[r.kind == kind]  # noqa: E731
@@ -35,7 +41,8 @@ def reference(name: str, reml: int) -> dict:
 @pytest.mark.parametrize("name,reml", CASES)
 def test_matches_lme4(name, reml):
     data, formula, groups = load(name)
-    est = FastMixedLM(formula, groups=groups[0] if len(groups) == 1 else groups, reml=bool(reml))
+    est = FastMixedLM(formula, groups=groups[0] if len(groups) == 1 else groups, reml=bool(reml),
+                      slope=slope_of(name))
     fit, info = est.fit_with_info(data)
     ref = reference(name, reml)
     p = len(ref["fixef"])
@@ -226,3 +233,64 @@ def test_large_nested_memory():
     tracemalloc.stop()
     assert fit.converged
     assert peak < build_peak + 0.1 * size, (peak, build_peak, size)
+
+
+def _same_fit(a, b):
+    assert a.params == b.params and a.status == b.status and a.message == b.message
+    for attr in ("estimate", "se", "ci_lower", "ci_upper", "df"):
+        assert np.array_equal(getattr(a, attr), getattr(b, attr), equal_nan=True), attr
+
+
+def _layouts(seed):
+    """Replicates with different grouping layouts: balanced sorted, shuffled, unbalanced, string labels."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for kind in ("balanced", "shuffled", "unbalanced", "strings", "balanced"):
+        sizes = rng.integers(1, 12, size=15) if kind == "unbalanced" else np.full(15, 6)
+        g = np.repeat(np.arange(15), sizes)
+        if kind == "shuffled":
+            g = rng.permutation(g)
+        x = rng.normal(size=g.size)
+        y = 1 + 0.5 * x + rng.normal(scale=0.4, size=15)[g] + rng.normal(size=g.size)
+        d = {"g": g, "x": x, "y": y, "t": (g % 2).astype(float)}
+        if kind == "strings":
+            d["g"] = np.array([f"c{k}" for k in g])
+        out.append(d)
+    return out
+
+
+@pytest.mark.parametrize("df_method", [None, "between-within", "satterthwaite"])
+def test_fit_batch_bit_identical_to_single_fits(df_method):
+    """A replicate's Fit does not depend on the batch it is fitted in (layouts mixed, classes padded)."""
+    data = [d for s in range(6) for d in _layouts(s)]
+    est = FastMixedLM("y ~ x + t", groups="g", df_method=df_method)
+    batch = est.fit_batch(data)
+    for d, fb in zip(data, batch):
+        _same_fit(est.fit(d), fb)
+    _same_fit(est.fit_batch(data[3:9])[2], batch[5])
+
+
+def test_fit_batch_failures_mixed_in():
+    good = _layouts(0)
+    nan = dict(good[0], y=np.where(np.arange(good[0]["y"].size) == 3, np.nan, good[0]["y"]))
+    single = {k: v[:6] for k, v in good[0].items()}
+    dup = dict(good[0], x2=2 * good[0]["x"])
+    nog = {k: v for k, v in good[0].items() if k != "g"}
+    data = [good[0], nan, single, good[1], nog, good[2]]
+    est = FastMixedLM("y ~ x + t", groups="g")
+    out = est.fit_batch(data)
+    assert [f.status for f in out].count("failed") == 3
+    assert "non-finite" in out[1].message and "only one level" in out[2].message and "'g'" in out[4].message
+    for d, fb in zip(data, out):
+        _same_fit(est.fit(d), fb)
+    est2 = FastMixedLM("y ~ x + x2", groups="g")
+    _same_fit(est2.fit_batch([good[0], dup])[1], est2.fit(dup))
+    assert "x2" in est2.fit(dup).message
+
+
+def test_fit_batch_nested_equals_fit():
+    frames = [load(n)[0] for n in ("callcentre", "callcentre_b", "callcentre_c")]
+    _, formula, groups = load("callcentre")
+    est = FastMixedLM(formula, groups=groups)
+    for d, fb in zip(frames, est.fit_batch(frames)):
+        _same_fit(est.fit(d), fb)

@@ -4,7 +4,8 @@
 # stopping point; isSingular() uses its default tol = 1e-4 on the relative standard deviations (theta).
 # Output, long format: dataset, reml (1/0), kind, name, value, where kind is
 #   fixef, se        fixed effects and their SEs (names as lme4 prints them, in column order)
-#   vc               variance components: var(<group>) ... and var(residual)
+#   vc               variance components: var(<group>) ... and var(residual); with a random slope on x
+#                    also var(<group>:x) (slope variance) and cov(<group>:x) (covariance of intercept and slope)
 #   theta            lme4's theta (relative standard deviations)
 #   crit             REML criterion (reml = 1) or deviance (reml = 0), i.e. -2 * logLik
 #   loglik           logLik
@@ -37,7 +38,11 @@ for (i in seq_len(nrow(man))) {
     vc <- as.data.frame(VarCorr(fit))
     for (k in seq_len(nrow(vc))) {
       grp <- vc$grp[k]
-      nm <- if (grp == "Residual") "var(residual)" else if (grp == "centre:rep") "var(rep)" else paste0("var(", grp, ")")
+      v1 <- vc$var1[k]
+      v2 <- vc$var2[k]
+      nm <- if (grp == "Residual") "var(residual)" else if (grp == "centre:rep") "var(rep)" else
+        if (!is.na(v2)) paste0("cov(", grp, ":", v2, ")") else
+        if (!is.na(v1) && v1 != "(Intercept)") paste0("var(", grp, ":", v1, ")") else paste0("var(", grp, ")")
       add(man$name[i], reml, "vc", nm, vc$vcov[k])
     }
     th <- getME(fit, "theta")

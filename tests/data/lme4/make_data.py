@@ -17,6 +17,13 @@ Data sets
   call_CSAT ~ C(reason) + age, rep ids repeat across centres (nested, not crossed).
 - ``callcentre_b``, ``callcentre_c``: the same design with centre variance 0 (boundary estimates: both
   REML and ML for ``_b``, ML only for ``_c``).
+- ``rs30x20``: random intercept and slope, ``y ~ x + (1 + x | g)``, 30 groups x 20, x ~ N(0.5, 1),
+  var(g) = 0.5, var(g:x) = 0.2, cov = 0.1.
+- ``rs10x5_s<seed>``: 10 groups x 5, random slope variance 0 and small intercept variance (seeds 1-6:
+  near-singular fits).
+- ``rs_unbalanced``: 40 groups of sizes 2 to 41, ``y ~ x + z + (1 + x | g)``.
+
+The ``slope`` column of the manifest names the random-slope covariate (empty: random intercept only).
 """
 
 from __future__ import annotations
@@ -79,6 +86,23 @@ def callcentre(seed: int, var_c: float = 0.5, var_r: float = 0.8):
     return pd.concat(rows, ignore_index=True)
 
 
+def random_slope(seed: int, sizes: list[int], var: tuple[float, float, float], z: bool = False):
+    rng = np.random.default_rng(seed)
+    g = np.repeat(np.arange(len(sizes)), sizes)
+    n = g.size
+    x = rng.normal(loc=0.5, size=n)
+    cov = np.array([[var[0], var[2]], [var[2], var[1]]])
+    u = rng.multivariate_normal([0.0, 0.0], cov, size=len(sizes), method="eigh")
+    y = 1.0 + 0.5 * x + u[g, 0] + u[g, 1] * x + rng.normal(size=n)
+    df = {"g": g, "x": x}
+    if z:
+        zz = rng.uniform(size=n) * 2
+        y = y - 0.3 * zz
+        df["z"] = zz
+    df["y"] = y
+    return pd.DataFrame(df)
+
+
 def datasets():
     """(name, frame, simstudy formula, lme4 formula, groups) for every reference data set."""
     out = []
@@ -98,15 +122,22 @@ def datasets():
     for name, seed in (("callcentre_b", 108), ("callcentre_c", 107)):
         out.append((name, callcentre(seed, var_c=0.0, var_r=0.3), "call_CSAT ~ C(reason) + age",
                     "call_CSAT ~ reason + age + (1|centre) + (1|centre:rep)", "centre/rep"))
+    out = [o + ("",) for o in out]
+    out.append(("rs30x20", random_slope(201, [20] * 30, (0.5, 0.2, 0.1)), "y ~ x", "y ~ x + (1 + x|g)", "g", "x"))
+    for seed in range(1, 7):
+        out.append((f"rs10x5_s{seed}", random_slope(210 + seed, [5] * 10, (0.1, 0.0, 0.0)), "y ~ x",
+                    "y ~ x + (1 + x|g)", "g", "x"))
+    out.append(("rs_unbalanced", random_slope(203, list(range(2, 42)), (0.4, 0.15, -0.05), z=True), "y ~ x + z",
+                "y ~ x + z + (1 + x|g)", "g", "x"))
     return out
 
 
 def main() -> None:
     manifest = []
-    for name, df, formula, rformula, groups in datasets():
+    for name, df, formula, rformula, groups, slope in datasets():
         df.to_csv(HERE / f"{name}.csv", index=False, float_format="%.10g")
         manifest.append({"name": name, "file": f"{name}.csv", "formula": formula, "rformula": rformula,
-                         "groups": groups})
+                         "groups": groups, "slope": slope})
     pd.DataFrame(manifest).to_csv(HERE / "manifest.csv", index=False)
 
 
