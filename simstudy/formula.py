@@ -125,25 +125,30 @@ class Formula:
             names.append("Intercept")
         for i, term in enumerate(self.terms):
             full_rank = i == 0 and not self.intercept and len(term) == 1
-            cols: list[np.ndarray] = [np.ones(n)]
+            block: np.ndarray | None = None  # (n, k) columns of the term so far
             labels: list[str] = [""]
             for factor in term:
                 values = np.asarray(data[factor.column])
                 if factor.categorical:
-                    levels, codes = np.unique(values, return_inverse=True)
+                    levels, codes = _levels_codes(values)
                     first = 0 if full_rank else 1
-                    new_cols = [(codes == k).astype(float) for k in range(first, len(levels))]
+                    new = _dummies(codes, len(levels))[:, first:]
                     prefix = "" if full_rank else "T."
                     new_labels = [f"C({factor.column})[{prefix}{lev}]" for lev in levels[first:]]
                 else:
-                    new_cols = [values.astype(float)]
+                    new = values.astype(float).reshape(n, 1)
                     new_labels = [factor.column]
-                cols = [c * nc for c in cols for nc in new_cols]
+                # products of every column so far with every new column, the old column varying slowest
+                block = new if block is None else (block[:, :, None] * new[:, None, :]).reshape(n, -1)
                 labels = [f"{a}:{b}" if a else b for a in labels for b in new_labels]
-            if cols:
-                blocks.append(np.column_stack(cols))
+            if block is not None and block.shape[1]:
+                blocks.append(block)
                 names.extend(labels)
-        X = np.asfortranarray(np.hstack(blocks)) if blocks else np.empty((n, 0))
+        X = np.empty((n, len(names)), order="F")
+        j = 0
+        for block in blocks:
+            X[:, j : j + block.shape[1]] = block
+            j += block.shape[1]
         return y, X, tuple(names)
 
 
@@ -151,5 +156,45 @@ def group_codes(data: Data, column: str) -> tuple[np.ndarray, int]:
     """Integer codes 0..G-1 of a grouping column and the number of groups ``G``."""
     if column not in data:
         raise ValueError(f"grouping column {column!r} is not in the data")
-    _, codes = np.unique(np.asarray(data[column]), return_inverse=True)
-    return codes.astype(np.intp), int(codes.max()) + 1 if codes.size else 0
+    levels, codes = _levels_codes(np.asarray(data[column]))
+    return codes, len(levels)
+
+
+#: Integer columns whose range (max - min + 1) is at most this many times their length (or at most
+#: ``_DENSE_MIN``) are coded with a bincount lookup table instead of a sort.
+_DENSE_RATIO = 4
+_DENSE_MIN = 4096
+
+
+def _levels_codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted distinct values of a 1-D array and the code (index into them) of every element.
+
+    The same result as ``np.unique(values, return_inverse=True)`` (codes as ``intp``), but integer columns
+    with a small range -- group labels 0..G-1, say -- are coded in O(n) with ``np.bincount`` and a lookup
+    table instead of an O(n log n) sort.
+    """
+    values = np.asarray(values)
+    if values.ndim != 1:
+        values = values.ravel()
+    if values.dtype.kind in "iu" and values.size:
+        lo = int(values.min())
+        span = int(values.max()) - lo + 1
+        if span <= max(_DENSE_MIN, _DENSE_RATIO * values.size):
+            # shift to 0..span-1 without overflow: signed values in int64, unsigned ones (>= lo) natively
+            wide = values.astype(np.int64) if values.dtype.kind == "i" else values
+            shifted = (wide - wide.dtype.type(lo)).astype(np.intp, copy=False)
+            present = np.bincount(shifted, minlength=span) > 0
+            levels = (np.flatnonzero(present).astype(wide.dtype) + wide.dtype.type(lo)).astype(values.dtype)
+            if levels.shape[0] == span:  # every value in the range occurs: the shifted values are the codes
+                return levels, shifted
+            lookup = np.cumsum(present, dtype=np.intp) - 1
+            return levels, lookup[shifted]
+    levels, codes = np.unique(values, return_inverse=True)
+    return levels, codes.astype(np.intp, copy=False).reshape(-1)
+
+
+def _dummies(codes: np.ndarray, n_levels: int) -> np.ndarray:
+    """An ``(n, n_levels)`` float indicator matrix: row ``i`` has a 1 in column ``codes[i]``."""
+    out = np.zeros((codes.shape[0], n_levels))
+    out[np.arange(codes.shape[0]), codes] = 1.0
+    return out

@@ -1,0 +1,122 @@
+"""simstudy.formula: design matrices against patsy (statsmodels' formula engine) and the fast level coding."""
+
+import numpy as np
+import pandas as pd
+import patsy
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from simstudy.formula import Formula, _levels_codes, group_codes
+
+
+@pytest.fixture(scope="module")
+def df():
+    rng = np.random.default_rng(0)
+    n = 60
+    return pd.DataFrame(
+        {
+            "y": rng.normal(size=n),
+            "x": rng.normal(size=n),
+            "z": rng.normal(size=n),
+            "g": rng.integers(0, 4, n),  # small ints: the bincount path
+            "k": rng.integers(-3, 3, n),  # negative ints
+            "big": rng.choice([5, 10**9, 7 * 10**9], n),  # wide range: the np.unique path
+            "h": rng.choice(["a", "b", "c"], n),  # strings
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "y ~ x",
+        "y ~ x + C(g)",
+        "y ~ C(h) + x",
+        "y ~ x + z + x:z",
+        "y ~ x + C(h):x",
+        "y ~ x + C(g):x",
+        "y ~ C(g) - 1",
+        "y ~ 0 + C(h) + x",
+        "y ~ x + C(k)",
+        "y ~ x + C(big)",
+        "y ~ C(g) + C(h) + C(g):C(h)",
+    ],
+)
+def test_build_matches_patsy_names_and_values(df, text):
+    y, X, names = Formula(text).build({c: df[c].to_numpy() for c in df.columns})
+    ref = patsy.dmatrix(text.split("~")[1], df, return_type="dataframe")
+    assert set(names) == set(ref.columns)
+    assert len(names) == len(ref.columns)
+    for j, name in enumerate(names):
+        np.testing.assert_array_equal(X[:, j], ref[name].to_numpy())
+    np.testing.assert_array_equal(y, df["y"].to_numpy())
+    assert X.flags.f_contiguous and X.dtype == np.float64
+
+
+def test_build_dataframe_and_dict_agree(df):
+    f = Formula("y ~ x + C(g) + C(h):x")
+    y1, X1, n1 = f.build(df)
+    y2, X2, n2 = f.build({c: df[c].to_numpy() for c in df.columns})
+    assert n1 == n2
+    np.testing.assert_array_equal(X1, X2)
+    np.testing.assert_array_equal(y1, y2)
+
+
+def test_level_names_of_small_ints_are_the_values(df):
+    _, _, names = Formula("y ~ C(k)").build(df)
+    levels = sorted(set(df["k"]))
+    assert names == ("Intercept",) + tuple(f"C(k)[T.{v}]" for v in levels[1:])
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    hnp.arrays(
+        dtype=st.sampled_from([np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint32, np.uint64]),
+        shape=st.integers(0, 50),
+        elements=st.integers(0, 120),
+    ),
+    st.integers(-60, 0),
+)
+def test_levels_codes_equals_np_unique_for_ints(values, shift):
+    if values.dtype.kind == "i":
+        values = (values.astype(np.int64) + shift).astype(values.dtype)
+    levels, codes = _levels_codes(values)
+    ref_levels, ref_codes = np.unique(values, return_inverse=True)
+    np.testing.assert_array_equal(levels, ref_levels)
+    assert levels.dtype == ref_levels.dtype
+    np.testing.assert_array_equal(codes, ref_codes.reshape(-1))
+    assert codes.dtype == np.intp
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        np.array([3, 1, 3, 2]),
+        np.array([10**12, -(10**12), 0]),  # range too wide for a lookup table
+        np.array([2.5, 1.0, 2.5]),
+        np.array(["b", "a", "b"]),
+        np.array(["b", "a", "b"], dtype=object),
+        np.array([True, False, True]),
+        np.array([], dtype=np.int64),
+        np.array([-128, 127, 0, -128], dtype=np.int8),  # a shift that overflows int8
+        np.array([2**64 - 1, 2**64 - 3, 2**64 - 1], dtype=np.uint64),  # beyond int64, small range
+    ],
+)
+def test_levels_codes_equals_np_unique_other_types(values):
+    levels, codes = _levels_codes(values)
+    ref_levels, ref_codes = np.unique(values, return_inverse=True)
+    np.testing.assert_array_equal(levels, ref_levels)
+    np.testing.assert_array_equal(codes, ref_codes.reshape(-1))
+
+
+def test_group_codes():
+    codes, n = group_codes({"g": np.array([7, 3, 7, 9])}, "g")
+    np.testing.assert_array_equal(codes, [1, 0, 1, 2])
+    assert n == 3 and codes.dtype == np.intp
+    codes, n = group_codes(pd.DataFrame({"g": ["b", "a", "b"]}), "g")
+    np.testing.assert_array_equal(codes, [1, 0, 1])
+    assert n == 2
+    with pytest.raises(ValueError, match="grouping column 'h'"):
+        group_codes({"g": np.array([1])}, "h")
