@@ -75,18 +75,36 @@ def format_wide(
 
 
 def format_compact(
-    summary: xr.Dataset, measures: Sequence[str] = COMPACT, digits: int = 4
+    summary: xr.Dataset,
+    measures: Sequence[str] = COMPACT,
+    digits: int = 4,
+    params: Sequence[str] | None = None,
 ) -> str:
-    """One row per design cell, method and parameter: the given measures with MCSE, and counts."""
+    """One row per design cell, method and parameter: the given measures with MCSE, and counts.
+
+    Factors held at one level go into a header line. Rows of a parameter a method does not estimate (no
+    valid replicate and no failure) are left out. ``params`` limits the parameters shown.
+    """
+    fixed = {d: summary.coords[d].values[0] for d in summary["bias"].dims
+             if summary.sizes[d] == 1 and d not in ("method", "param")}
+    if params:
+        wanted = [p for p in params if p in summary.coords["param"].values]
+        summary = summary.sel({"param": wanted})
+    summary = summary.isel({d: 0 for d in fixed})
     dims = [d for d in summary["bias"].dims]
     header = [*dims, *measures, "valid/reps"]
     rows = []
     for sel in _groups(summary, exclude=()):
         s = summary.sel(sel)
-        if int(s["n_rep"]) == 0:
+        attempted = int(s["n_rep"])
+        failures = sum(int(s[v]) for v in ("n_fit_failed", "n_nonconverged") if v in s)
+        if attempted == 0 or (int(s["n_valid"]) == 0 and failures == 0):
             continue
         row = [str(sel[d]) for d in dims]
         row += [cell(float(s[m]), float(s[f"{m}_mcse"]), digits) for m in measures]
-        row.append(f"{int(s['n_valid'])}/{int(s['n_rep'])}")
+        row.append(f"{int(s['n_valid'])}/{attempted}")
         rows.append(row)
-    return "\n".join(_render(header, rows, right_from=len(dims)))
+    lines = _render(header, rows, right_from=len(dims))
+    if fixed:
+        lines.insert(0, "fixed: " + ", ".join(f"{k}={v}" for k, v in fixed.items()))
+    return "\n".join(lines)

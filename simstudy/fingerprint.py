@@ -7,12 +7,14 @@ study with more of either reuses every chunk already computed.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
 import json
 import re
 import types
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,8 +24,28 @@ from simstudy.rng import _canonical
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 
 
+_PACKAGE = Path(__file__).resolve().parent
+
+
+@functools.lru_cache(maxsize=None)
+def _package_digest(subpackage: str) -> str:
+    """A digest of every source file of a simstudy subpackage (and the formula module it relies on)."""
+    h = hashlib.sha256()
+    for path in sorted((_PACKAGE / subpackage).glob("*.py")) + [_PACKAGE / "formula.py"]:
+        h.update(path.name.encode() + path.read_bytes())
+    return h.hexdigest()[:16]
+
+
 def _code_digest(cls: type) -> str:
-    """A digest of a class's code: its source where Python can find it, else its methods' bytecode."""
+    """A digest of a class's code.
+
+    simstudy's own estimators and DGPs call helpers across their subpackage, so their digest covers every
+    file of it (``simstudy/estimators`` or ``simstudy/dgp``); any other class is digested from its source
+    where Python can find it, else from its methods' bytecode.
+    """
+    parts = cls.__module__.split(".")
+    if parts[0] == "simstudy" and len(parts) > 2 and (_PACKAGE / parts[1]).is_dir():
+        return _package_digest(parts[1])
     h = hashlib.sha256()
     for klass in cls.__mro__:
         if klass is object or klass.__module__ == "builtins":

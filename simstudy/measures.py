@@ -260,7 +260,8 @@ def summarize(
     ----------
     estimates : xarray.Dataset
         Variables ``estimate``, ``se`` and ``true`` (broadcastable: it may lack ``rep``, ``method`` or
-        design dimensions), optionally ``df`` (per-replicate degrees of freedom for t intervals; NaN means
+        design dimensions; where a method gives no SE at all for a parameter, the measures that need no SE
+        are still computed from its estimates), optionally ``df`` (per-replicate degrees of freedom for t intervals; NaN means
         z), ``ci_lower``/``ci_upper`` and ``present`` (False for a replicate that does not exist, so that
         it is not counted in ``n_rep``). Dimension ``rep``; every other dimension is kept.
     level : float
@@ -294,7 +295,13 @@ def summarize(
         da = estimates[name].broadcast_like(est_da).transpose(*dims)
         return np.asarray(da.values, dtype=float)
 
-    est, se = complete_pairs(est_da.values, se_da.values)
+    raw_est, raw_se = est_da.values.astype(float), se_da.values.astype(float)
+    # a method that gives no SE at all for a parameter (a variance component, say) still has a bias,
+    # an empirical SE and an MSE: the complete-pair rule applies where SEs exist
+    no_se = np.all(np.isnan(raw_se) | np.isnan(raw_est), axis=-1, keepdims=True) & np.any(
+        ~np.isnan(raw_est), axis=-1, keepdims=True)
+    est, se = complete_pairs(raw_est, np.where(no_se, 0.0, raw_se))
+    se = np.where(no_se, np.nan, se)
     true = arr("true")
     if use_limits:
         for var in ("ci_lower", "ci_upper"):
@@ -326,6 +333,7 @@ def summarize(
         "power": power(lower, upper, null),
     }
     note = np.where(n_valid < 2, "fewer than 2 valid replicates", "").astype(object)
+    note = np.where(no_se[..., 0] & (n_valid >= 2), "no standard errors: estimate-only measures", note)
     zero_truth = np.any(true == 0, axis=-1) & (n_valid >= 2)
     note = np.where(zero_truth, "rel_bias undefined: true value is 0", note)
     if ref is not None and "method" in keep:

@@ -8,6 +8,7 @@ bit for bit whether or not the run was interrupted.
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import shutil
@@ -188,7 +189,7 @@ def run_study(study: Study, config: RunConfig = RunConfig(), *, study_file: Path
         meta = {
             "name": study.name, "design": study.design.to_dict(), "dgp": describe(study.dgp),
             "methods": {m: describe(e) for m, e in study.estimators.items()},
-            "description": dict(study.description),
+            "description": dict(study.description), "show": list(study.show),
             "run": {"reps": reps, "seed": seed, "chunk_size": chunk, "max_failure_rate": config.max_failure_rate,
                     "study_file": str(study_file.resolve()) if study_file else None, "complete": False},
         }
@@ -225,7 +226,7 @@ def run_study(study: Study, config: RunConfig = RunConfig(), *, study_file: Path
         write_netcdf(summary, out / "summary.nc")
         write_json(meta | {"provenance": info}, out / "study.json")
     if not config.quiet:
-        print(format_compact(summary))
+        print(format_compact(summary, params=study.show))
         for cell in stopped:
             print(f"stopped early (failure rate above {config.max_failure_rate}): "
                   + ", ".join(f"{k}={v}" for k, v in cell.items()))
@@ -257,5 +258,7 @@ def show(out: Path) -> str:
     """The compact summary table of a finished run in ``out``."""
     if not out.is_dir():
         raise ValueError(f"{str(out)!r} is not a run's output directory")
-    return format_compact(read_netcdf(out / "summary.nc"))
+    summary = read_netcdf(out / "summary.nc")
+    shown = json.loads(summary.attrs.get("show", "[]"))
+    return format_compact(summary, params=shown)
 

@@ -43,6 +43,8 @@ class Study:
     description : mapping, optional
         The ADEMP description (aims, data-generating mechanisms, estimands, methods, performance), shown in
         reports.
+    show : sequence of str, optional
+        Parameters printed by ``simstudy run`` and ``simstudy show`` (default: all).
     """
 
     name: str
@@ -53,6 +55,7 @@ class Study:
     seed: int = 0
     truth: Callable[..., Truth] | None = None
     description: Mapping[str, str] = field(default_factory=dict)
+    show: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not re.fullmatch(r"[A-Za-z0-9_-]+", self.name):
