@@ -76,15 +76,19 @@ def estimates_dataset(
     coords |= {"rep": np.arange(1, reps + 1), "method": list(methods), "param": params}
     full = (*dims, "rep", "method", "param")
     per_fit = (*dims, "rep", "method")
-    ds = xr.Dataset({v: (full, values[v]) for v in VALUES}, coords=coords)
-    ds["status"] = (per_fit, status, STATUS_ATTRS)
-    ds["converged"] = (per_fit, np.isin(status, [STATUSES.index("ok"), STATUSES.index("boundary")]))
-    ds["n_warnings"] = (per_fit, n_warnings)
-    ds["message"] = (per_fit, message.astype(str))
-    ds["fit_seconds"] = (per_fit, fit_seconds, {"units": "s"})
-    ds["generate_seconds"] = ((*dims, "rep"), generate_seconds, {"units": "s"})
-    ds["true"] = ((*dims, "param"), true)
-    ds["df"].attrs["description"] = "degrees of freedom of t intervals; NaN where a z interval is used"
+    ok_codes = [STATUSES.index("ok"), STATUSES.index("boundary")]
+    data = {v: (full, values[v]) for v in VALUES}
+    data["df"] = (full, values["df"], {"description": "degrees of freedom of t intervals; NaN where z is used"})
+    data |= {
+        "status": (per_fit, status, STATUS_ATTRS),
+        "converged": (per_fit, np.isin(status, ok_codes)),
+        "n_warnings": (per_fit, n_warnings),
+        "message": (per_fit, message.astype(str)),
+        "fit_seconds": (per_fit, fit_seconds, {"units": "s"}),
+        "generate_seconds": ((*dims, "rep"), generate_seconds, {"units": "s"}),
+        "true": ((*dims, "param"), true),
+    }
+    ds = xr.Dataset(data, coords=coords)
     return ds
 
 
@@ -101,8 +105,7 @@ def summary_dataset(estimates: xr.Dataset, *, level: float = 0.95, ref: str | No
     masked["se"] = estimates["se"].where(usable)
     masked["present"] = status != NOT_RUN
     out = summarize(masked, level=level, ref=ref)
-    for name in ("boundary", "nonconverged"):
-        out[f"n_{name}"] = (status == STATUSES.index(name)).sum("rep")
-    out["n_fit_failed"] = (status == STATUSES.index("failed")).sum("rep")
-    out["fit_seconds"] = estimates["fit_seconds"].median("rep")
-    return out
+    counts = {f"n_{name}": (status == STATUSES.index(name)).sum("rep") for name in ("boundary", "nonconverged")}
+    counts["n_fit_failed"] = (status == STATUSES.index("failed")).sum("rep")
+    counts["fit_seconds"] = estimates["fit_seconds"].median("rep")
+    return out.assign(counts)

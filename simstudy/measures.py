@@ -346,34 +346,26 @@ def summarize(
         nan = np.full(n_valid.shape, np.nan)
         results["rel_precision"] = (nan, nan)
 
-    out = xr.Dataset(coords=coords)
+    data: dict[str, tuple] = {}
     for name in MEASURES:
         value, mcse = results[name]
-        out[name] = (keep, np.asarray(value, dtype=float))
-        out[f"{name}_mcse"] = (keep, np.asarray(mcse, dtype=float))
-    out["n_rep"] = (keep, n_rep.astype(np.int64))
-    out["n_valid"] = (keep, n_valid.astype(np.int64))
-    out["n_failed"] = (keep, (n_rep - n_valid).astype(np.int64))
-    out["mean_estimate"] = (keep, _mean(est, n_valid))
-    with np.errstate(invalid="ignore"):
-        median = np.full(n_valid.shape, np.nan)
-        has = n_valid > 0
-        median[has] = np.nanmedian(est[has], axis=-1)
-    out["median_estimate"] = (keep, median)
-    true_summary = np.where(n_rep > 0, _mean(true, np.full(n_valid.shape, true.shape[-1])), np.nan)
-    out["true"] = (keep, true_summary)
-    out["note"] = (keep, note.astype(str))
+        data[name] = (keep, np.asarray(value, dtype=float), {"units": _UNITS.get(name, "")})
+        data[f"{name}_mcse"] = (keep, np.asarray(mcse, dtype=float), {"units": _UNITS.get(name, "")})
+    data["n_rep"] = (keep, n_rep.astype(np.int64))
+    data["n_valid"] = (keep, n_valid.astype(np.int64))
+    data["n_failed"] = (keep, (n_rep - n_valid).astype(np.int64))
+    data["mean_estimate"] = (keep, _mean(est, n_valid))
+    median = np.full(n_valid.shape, np.nan)
+    has = n_valid > 0
+    median[has] = np.nanmedian(est[has], axis=-1)
+    data["median_estimate"] = (keep, median)
+    data["true"] = (keep, np.where(n_rep > 0, _mean(true, np.full(n_valid.shape, true.shape[-1])), np.nan))
+    data["note"] = (keep, note.astype(str))
+    out = xr.Dataset({k: v for k, v in data.items()}, coords=coords)
     out.attrs.update(level=level, null=null, ref="" if ref is None else str(ref),
                      intervals="limits" if use_limits else "wald")
-    _set_units(out)
     return out
 
 
 _UNITS = {"coverage": "proportion", "be_coverage": "proportion", "power": "proportion",
           "rel_error": "percent", "rel_precision": "percent", "rel_bias": "fraction"}
-
-
-def _set_units(ds: xr.Dataset) -> None:
-    for name, unit in _UNITS.items():
-        for var in (name, f"{name}_mcse"):
-            ds[var].attrs["units"] = unit

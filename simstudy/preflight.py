@@ -6,12 +6,14 @@ NaN; and an estimator that names a column the data do not have.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from simstudy.chunk import safe_fit
 from simstudy.formula import Formula
 from simstudy.rng import cell_key, replicate_rng
 
@@ -54,8 +56,12 @@ def check_estimator(method: str, estimator: Any, data: Any) -> None:
                                  f"(columns: {', '.join(map(str, data.keys()))})")
 
 
-def preflight(study: Any, cell: Mapping[str, Any], seed: int) -> None:
-    """Generate replicate 1 of ``cell`` and check it and every estimator's columns against it."""
+def preflight(study: Any, cell: Mapping[str, Any], seed: int) -> float:
+    """Generate replicate 1 of ``cell``, check it and every estimator's columns against it, and fit it once.
+
+    Returns the seconds that replicate took (generate and every fit), to size the tasks.
+    """
+    t0 = time.perf_counter()
     try:
         data = study.dgp.generate(replicate_rng(seed, cell_key(cell), 1), **cell)
     except Exception as exc:
@@ -63,3 +69,6 @@ def preflight(study: Any, cell: Mapping[str, Any], seed: int) -> None:
     check_data(data, cell)
     for method, estimator in study.estimators.items():
         check_estimator(method, estimator, data)
+    for estimator in study.estimators.values():
+        safe_fit(estimator, data)  # a fit that fails here is data, not bad input
+    return time.perf_counter() - t0

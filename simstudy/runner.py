@@ -39,7 +39,9 @@ from simstudy.progress import Progress
 from simstudy.store import read_json, read_netcdf, write_json, write_netcdf
 from simstudy.study import Study, check_reps, check_seed, file_hash, load_study
 
-DEFAULT_CHUNK = 50
+#: Seconds of work a task aims at when the chunk size is chosen automatically.
+TASK_SECONDS = 2.0
+MAX_CHUNK = 1000
 DEPENDENCIES = ("numpy", "scipy", "pandas", "statsmodels", "joblib", "xarray", "netCDF4", "pyarrow")
 _BAD = (STATUSES.index("nonconverged"), STATUSES.index("failed"))
 
@@ -55,7 +57,7 @@ class RunConfig:
     jobs : int, optional
         Worker processes (default: all cores); 1 runs in this process.
     chunk_size : int, optional
-        Replicates per task (default: up to 50, fewer when there are few replicates per worker).
+        Replicates per task (default: about 2 s of work, at least 4 tasks per worker).
     out : Path, optional
         Output directory (default ``results/<study name>``).
     quiet : bool
@@ -86,10 +88,12 @@ class RunConfig:
     command: str = ""
 
 
-def default_chunk_size(n_cells: int, reps: int, jobs: int) -> int:
-    """Up to 50 replicates per task, but at least ~4 tasks per worker when the study is small."""
-    per_task = -(-n_cells * reps // (4 * jobs))
-    return max(1, min(DEFAULT_CHUNK, reps, per_task))
+def default_chunk_size(n_cells: int, reps: int, jobs: int, seconds_per_rep: float = 0.01) -> int:
+    """Replicates per task: about :data:`TASK_SECONDS` of work (as timed on one replicate) (so that per-task costs, a checkpoint
+    among them, stay small next to the fits), at most 1,000, and at least ~4 tasks per worker."""
+    by_time = int(TASK_SECONDS / max(seconds_per_rep, 1e-6))
+    per_worker = -(-n_cells * reps // (4 * jobs))
+    return max(1, min(MAX_CHUNK, reps, per_worker, max(by_time, 10)))
 
 
 class FailureBudget:
@@ -176,13 +180,13 @@ def run_study(study: Study, config: RunConfig = RunConfig(), *, study_file: Path
         raise ValueError(f"jobs must be at least 1, got {jobs}")
     cells = study.validate()
     truths = [study.truth_for(c) for c in cells]
-    preflight(study, cells[0], seed)
+    seconds_per_rep = preflight(study, cells[0], seed)
     out = config.out if config.out is not None else Path("results") / study.name
     _check_writable(out)
     with RunLock(out):
         _check_same_study(out, study.name)
         plan = Plan.make(study, out, cells, truths, reps, seed, force=config.force)
-        chunk = config.chunk_size or default_chunk_size(len(cells), reps, jobs)
+        chunk = config.chunk_size or default_chunk_size(len(cells), reps, jobs, seconds_per_rep)
         started = datetime.now(timezone.utc)
         info = provenance(study, config, study_file, seed, reps)
         info |= {"jobs": jobs, "chunk_size": chunk, "backend": config.backend, "started": started.isoformat()}
