@@ -103,7 +103,8 @@ def _config(args: argparse.Namespace) -> Any:
         reps=getattr(args, "reps", None), jobs=args.jobs, seed=getattr(args, "seed", None),
         chunk_size=args.chunk_size, quiet=args.quiet, out=Path(args.out) if getattr(args, "out", None) else None,
         force=args.force, retries=args.retries, max_failure_rate=args.max_failure_rate,
-        command=" ".join(["simstudy", *sys.argv[1:]]),
+        backend=args.backend, scheduler=args.scheduler, shard=getattr(args, "shard", None),
+        merge=getattr(args, "merge", False), command=" ".join(["simstudy", *sys.argv[1:]]),
     )
 
 
@@ -123,6 +124,23 @@ def cmd_resume(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_merge(args: argparse.Namespace) -> int:
+    from simstudy.runner import resume
+
+    args.merge = True
+    resume(Path(args.dir), _config(args))
+    return 0
+
+
+def _shard(text: str) -> tuple[int, int]:
+    from simstudy.cluster import parse_shard
+
+    try:
+        return parse_shard(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--shard ")) from None
+
+
 def cmd_show(args: argparse.Namespace) -> int:
     from simstudy.runner import show
 
@@ -137,6 +155,9 @@ def _run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--retries", type=int, default=1, help="retries of a chunk whose worker died (default 1)")
     p.add_argument("--max-failure-rate", type=_level, default=None,
                    help="stop a cell once a method fails on more than this share of replicates")
+    p.add_argument("--backend", choices=("loky", "dask"), default="loky",
+                   help="where chunks run: loky processes here (default) or a Dask cluster")
+    p.add_argument("--scheduler", help="with --backend dask: tcp://HOST:PORT, or local:N worker processes")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -151,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, help="master seed (default: the study's)")
     run.add_argument("--out", help="output directory (default: results/<study name>)")
     run.add_argument("--chunk-size", type=_positive_int, help="replicates per task (default: automatic)")
+    run.add_argument("--shard", type=_shard, help="I/N: compute only shard I of N (array jobs); then merge")
     _run_options(run)
     run.set_defaults(func=cmd_run)
 
@@ -161,6 +183,11 @@ def build_parser() -> argparse.ArgumentParser:
     res.add_argument("--chunk-size", type=_positive_int, help="replicates per task")
     _run_options(res)
     res.set_defaults(func=cmd_resume)
+
+    merge = sub.add_parser("merge", help="assemble the results of a sharded run once every shard is done")
+    merge.add_argument("dir", help="the run's output directory")
+    merge.set_defaults(func=cmd_merge, reps=None, jobs=1, chunk_size=None, quiet=False, force=False, retries=1,
+                       max_failure_rate=None, backend="loky", scheduler=None)
 
     show = sub.add_parser("show", help="print the summary table of a finished run")
     show.add_argument("dir", help="a run's output directory, e.g. results/cluster_trial")
@@ -202,6 +229,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("simstudy: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug, not bad input: still one line, with a way to see more
+        if os.environ.get("SIMSTUDY_DEBUG"):
+            raise
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        print(f"simstudy: internal error: {type(exc).__name__}: {text} (SIMSTUDY_DEBUG=1 shows the traceback)",
+              file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

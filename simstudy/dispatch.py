@@ -22,7 +22,12 @@ try:  # loky's own error when a worker dies
 except ImportError:  # pragma: no cover - older joblib
     TerminatedWorkerError = BrokenProcessPool  # type: ignore[misc,assignment]
 
-WORKER_DIED = (TerminatedWorkerError, BrokenProcessPool)
+try:  # a Dask task that killed its workers more often than the scheduler allows
+    from distributed import KilledWorker
+except ImportError:  # pragma: no cover - dask is optional
+    KilledWorker = TerminatedWorkerError  # type: ignore[misc,assignment]
+
+WORKER_DIED = (TerminatedWorkerError, BrokenProcessPool, KilledWorker)
 
 
 def failed_chunk(task: Task, methods: Sequence[str], message: str) -> ChunkResult:
@@ -36,11 +41,19 @@ def failed_chunk(task: Task, methods: Sequence[str], message: str) -> ChunkResul
     )
 
 
+def _config(backend: str):  # noqa: ANN202 - a joblib context manager
+    from joblib import parallel_config
+
+    # loky workers get one BLAS thread each; Dask's nanny sets OMP_NUM_THREADS=1 and friends itself
+    return parallel_config(backend=backend, inner_max_num_threads=1) if backend == "loky" else \
+        parallel_config(backend=backend)
+
+
 def _stream(study: Any, tasks: Sequence[Task], jobs: int, backend: str,
             skip: Callable[[Task], bool]) -> Iterator[tuple[Task, ChunkResult]]:
-    from joblib import Parallel, delayed, parallel_config
+    from joblib import Parallel, delayed
 
-    with parallel_config(backend=backend, inner_max_num_threads=1):
+    with _config(backend):
         parallel = Parallel(n_jobs=jobs, return_as="generator_unordered", batch_size=1, pre_dispatch="2*n_jobs")
         # the generator is consumed lazily as tasks are dispatched, so skip() sees the latest state
         yield from parallel(delayed(_call)(study, t) for t in tasks if not skip(t))
@@ -52,10 +65,10 @@ def _call(study: Any, task: Task) -> tuple[Task, ChunkResult]:
 
 def _isolated(study: Any, task: Task, backend: str) -> ChunkResult | str:
     """Run one task in a worker process of its own; the error's name if the worker died."""
-    from joblib import Parallel, delayed, parallel_config
+    from joblib import Parallel, delayed
 
     try:
-        with parallel_config(backend=backend, inner_max_num_threads=1):
+        with _config(backend):
             # n_jobs=2 keeps even a single task in a worker process, never in this one
             return Parallel(n_jobs=2)([delayed(run_chunk)(study, task)])[0]
     except WORKER_DIED as exc:
@@ -93,12 +106,12 @@ def execute(
 ) -> Iterator[ChunkResult]:
     """Run ``tasks`` and yield their results as they finish, in any order.
 
-    ``jobs == 1`` runs in this process (no isolation from crashes). ``skip(task)`` is asked just before a
+    ``jobs == 1`` with loky runs in this process (no isolation from crashes). ``skip(task)`` is asked just before a
     task is dispatched; a skipped task yields nothing.
     """
     from threadpoolctl import threadpool_limits
 
-    if jobs == 1:
+    if jobs == 1 and backend == "loky":
         with threadpool_limits(limits=1):
             for task in tasks:
                 if not skip(task):

@@ -15,8 +15,8 @@ from types import TracebackType
 class RunLock:
     """Context manager holding the lock of an output directory; ``ValueError`` if another run holds it."""
 
-    def __init__(self, directory: Path) -> None:
-        self.path = directory / ".lock"
+    def __init__(self, directory: Path, name: str = ".lock") -> None:
+        self.path = directory / name
         self._fd: int | None = None
 
     def __enter__(self) -> "RunLock":

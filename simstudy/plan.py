@@ -76,17 +76,34 @@ class Plan:
         """Replicates already computed (within ``reps``)."""
         return sum(min(cf.stop, self.reps + 1) - cf.start for files in self.found.values() for cf in files)
 
-    def tasks(self, chunk_size: int) -> list[Task]:
-        """Tasks for every replicate not yet computed, at most ``chunk_size`` replicates each."""
+    def tasks(self, chunk_size: int, shard: tuple[int, int] | None = None) -> list[Task]:
+        """Tasks for every replicate not yet computed.
+
+        Each cell's replicates are cut into blocks of ``chunk_size``; a task covers what is missing of one
+        block. With ``shard=(i, n)`` only every n-th block (counting over all cells in grid order) from the
+        i-th on is planned, so n shards with the same ``chunk_size`` share the work without overlap.
+        """
         tasks = []
+        block = 0
         for i, cell in enumerate(self.cells):
             have = sorted((cf.start, cf.stop) for cf in self.found.get(i, []))
-            position = 1
-            for start, stop in [*have, (self.reps + 1, self.reps + 1)]:
-                for s in range(position, min(start, self.reps + 1), chunk_size):
-                    tasks.append(Task(i, cell, s, min(s + chunk_size, start, self.reps + 1), self.seed))
-                position = max(position, stop)
+            for start in range(1, self.reps + 1, chunk_size):
+                stop = min(start + chunk_size, self.reps + 1)
+                mine = shard is None or block % shard[1] == shard[0]
+                block += 1
+                if mine:
+                    tasks += [Task(i, cell, a, b, self.seed) for a, b in _gaps(start, stop, have)]
         return tasks
+
+    def missing(self, chunk_size: int) -> list[str]:
+        """Readable descriptions of the replicates not yet computed, one per cell with any missing."""
+        out = []
+        for i, cell in enumerate(self.cells):
+            spans = [(t.start, t.stop - 1) for t in self.tasks(chunk_size) if t.cell_index == i]
+            if spans:
+                where = ", ".join(f"{k}={v}" for k, v in cell.items())
+                out.append(f"{where}: replicates " + ", ".join(f"{a}-{b}" if a != b else f"{a}" for a, b in spans))
+        return out
 
     def record(self, cf: ChunkFile, i: int) -> None:
         """Note a chunk written during this run."""
@@ -111,6 +128,20 @@ class Plan:
                 meta = json.loads(pq.read_schema(cf.path).metadata[b"simstudy"])
                 params.update(dict.fromkeys(meta["params"]))
         return list(params)
+
+
+def _gaps(start: int, stop: int, have: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The parts of ``[start, stop)`` not covered by the sorted intervals ``have``."""
+    out, position = [], start
+    for a, b in have:
+        if b <= position or a >= stop:
+            continue
+        if a > position:
+            out.append((position, a))
+        position = max(position, b)
+    if position < stop:
+        out.append((position, stop))
+    return out
 
 
 def _head(result: ChunkResult, n: int) -> ChunkResult:

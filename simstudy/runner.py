@@ -28,6 +28,7 @@ from simstudy import __version__
 from simstudy.assemble import estimates_dataset, summary_dataset
 from simstudy.checkpoint import ChunkFile, write_chunk
 from simstudy.chunk import ChunkResult, Task
+from simstudy.cluster import workers
 from simstudy.dispatch import execute
 from simstudy.display import format_compact
 from simstudy.estimators.base import STATUSES
@@ -36,12 +37,14 @@ from simstudy.lock import RunLock
 from simstudy.plan import Plan
 from simstudy.preflight import preflight
 from simstudy.progress import Progress
-from simstudy.store import read_json, read_netcdf, write_json, write_netcdf
+from simstudy.store import atomic_path, read_json, read_netcdf, write_json, write_netcdf
 from simstudy.study import Study, check_reps, check_seed, file_hash, load_study
 
 #: Seconds of work a task aims at when the chunk size is chosen automatically.
 TASK_SECONDS = 2.0
 MAX_CHUNK = 1000
+#: Replicates per chunk of a sharded run (all shards must cut the same blocks), unless --chunk-size.
+SHARD_CHUNK = 100
 DEPENDENCIES = ("numpy", "scipy", "pandas", "statsmodels", "joblib", "xarray", "netCDF4", "pyarrow")
 _BAD = (STATUSES.index("nonconverged"), STATUSES.index("failed"))
 
@@ -70,7 +73,14 @@ class RunConfig:
         Stop a cell early once any method fails (or does not converge) on more than this share of its
         replicates (judged after at least 20 replicates).
     backend : str
-        joblib backend (``loky``).
+        ``loky`` (processes on this machine) or ``dask`` (a Dask cluster, see :mod:`simstudy.cluster`).
+    scheduler : str, optional
+        With ``dask``: ``tcp://HOST:PORT`` of a running scheduler, or ``local:N`` (default ``local:jobs``).
+    shard : (int, int), optional
+        ``(i, n)``: compute only the i-th of n deterministic shares of the chunks, write them, and stop
+        (an array job); ``simstudy merge`` assembles the results once every shard is done.
+    merge : bool
+        Compute nothing: assemble the results if every chunk is there, else say which are missing.
     command : str
         The command line, for provenance.
     """
@@ -85,6 +95,9 @@ class RunConfig:
     retries: int = 1
     max_failure_rate: float | None = None
     backend: str = "loky"
+    scheduler: str | None = None
+    shard: tuple[int, int] | None = None
+    merge: bool = False
     command: str = ""
 
 
@@ -166,30 +179,38 @@ def _check_same_study(out: Path, name: str) -> None:
 
 
 def run_study(study: Study, config: RunConfig = RunConfig(), *, study_file: Path | None = None
-              ) -> tuple[xr.Dataset, xr.Dataset]:
+              ) -> tuple[xr.Dataset, xr.Dataset] | None:
     """Run (or finish, or extend) a study; write ``study.json``, ``estimates.nc`` and ``summary.nc``.
 
     Returns
     -------
-    estimates, summary : xarray.Dataset
+    (estimates, summary) : tuple of xarray.Dataset, or None for one shard of a sharded run
     """
     reps = check_reps(config.reps if config.reps is not None else study.reps)
     seed = check_seed(config.seed if config.seed is not None else study.seed)
     jobs = config.jobs if config.jobs is not None else (os.cpu_count() or 1)
     if jobs < 1:
         raise ValueError(f"jobs must be at least 1, got {jobs}")
+    if config.scheduler and config.backend != "dask":
+        raise ValueError("--scheduler goes with --backend dask")
     cells = study.validate()
     truths = [study.truth_for(c) for c in cells]
     seconds_per_rep = preflight(study, cells[0], seed)
     out = config.out if config.out is not None else Path("results") / study.name
     _check_writable(out)
-    with RunLock(out):
+    lock = f".lock-shard-{config.shard[0]}-of-{config.shard[1]}" if config.shard else ".lock"
+    with RunLock(out, lock):
         _check_same_study(out, study.name)
         plan = Plan.make(study, out, cells, truths, reps, seed, force=config.force)
-        chunk = config.chunk_size or default_chunk_size(len(cells), reps, jobs, seconds_per_rep)
-        started = datetime.now(timezone.utc)
+        if config.chunk_size:
+            chunk = config.chunk_size
+        elif config.shard or config.merge:  # every shard must cut the same blocks
+            chunk = min(reps, SHARD_CHUNK)
+        else:
+            chunk = default_chunk_size(len(cells), reps, jobs, seconds_per_rep)
         info = provenance(study, config, study_file, seed, reps)
-        info |= {"jobs": jobs, "chunk_size": chunk, "backend": config.backend, "started": started.isoformat()}
+        info |= {"jobs": jobs, "chunk_size": chunk, "backend": config.backend,
+                 "started": datetime.now(timezone.utc).isoformat()}
         meta = {
             "name": study.name, "design": study.design.to_dict(), "dgp": describe(study.dgp),
             "methods": {m: describe(e) for m, e in study.estimators.items()},
@@ -197,32 +218,28 @@ def run_study(study: Study, config: RunConfig = RunConfig(), *, study_file: Path
             "run": {"reps": reps, "seed": seed, "chunk_size": chunk, "max_failure_rate": config.max_failure_rate,
                     "study_file": str(study_file.resolve()) if study_file else None, "complete": False},
         }
-        if study_file is not None and study_file.resolve() != (out / "study.py").resolve():
-            shutil.copyfile(study_file, out / "study.py")
-        write_json(meta | {"provenance": info}, out / "study.json")
-
-        budget = FailureBudget(len(cells), len(study.estimators), config.max_failure_rate)
-        for result in plan.results():
-            budget.add(result)
-        progress = Progress(len(cells) * reps, quiet=config.quiet)
-        progress.update(plan.done())
-        t0 = time.perf_counter()
-        for result in execute(study, plan.tasks(chunk), jobs, backend=config.backend, retries=config.retries,
-                              skip=budget.skip):
-            key = plan.keys[result.cell_index]
-            path = write_chunk(out, key, plan.fingerprints[result.cell_index], result)
-            plan.record(ChunkFile(path, key, result.start, result.start + result.n), result.cell_index)
-            budget.add(result)
-            progress.update(result.n)
-        progress.close()
-        elapsed = time.perf_counter() - t0
-
+        if config.merge:
+            missing = plan.missing(chunk)
+            if missing:
+                raise ValueError(f"cannot merge: {len(missing)} cell(s) are incomplete; " + "; ".join(missing[:3])
+                                 + ("; ..." if len(missing) > 3 else ""))
+            stopped, elapsed = [], 0.0
+        else:
+            if study_file is not None and study_file.resolve() != (out / "study.py").resolve():
+                with atomic_path(out / "study.py") as tmp:
+                    shutil.copyfile(study_file, tmp)
+            write_json(meta | {"provenance": info}, out / "study.json")
+            stopped, elapsed = _compute(study, plan, config, chunk, jobs, len(cells) * reps)
+        if config.shard:
+            if not config.quiet:
+                print(f"shard {config.shard[0]}/{config.shard[1]} done; when every shard is done: "
+                      f"simstudy merge {out}")
+            return None
         estimates = estimates_dataset(study.design.factors, cells, truths, list(study.estimators), reps,
                                       plan.results(), params=plan.params())
         summary = summary_dataset(estimates)
-        stopped = [cells[i] for i in sorted(budget.stopped)]
         info |= {"finished": datetime.now(timezone.utc).isoformat(), "seconds": round(elapsed, 3),
-                 "stopped_early": stopped}
+                 "stopped_early": [cells[i] for i in stopped]}
         meta["run"]["complete"] = True
         for ds in (estimates, summary):
             ds.attrs.update(meta | {"provenance": info})
@@ -231,12 +248,37 @@ def run_study(study: Study, config: RunConfig = RunConfig(), *, study_file: Path
         write_json(meta | {"provenance": info}, out / "study.json")
     if not config.quiet:
         print(format_compact(summary, params=study.show))
-        for cell in stopped:
+        for i in stopped:
             print(f"stopped early (failure rate above {config.max_failure_rate}): "
-                  + ", ".join(f"{k}={v}" for k, v in cell.items()))
+                  + ", ".join(f"{k}={v}" for k, v in cells[i].items()))
         print(f"\n{len(cells)} cells x {reps} replicates x {len(study.estimators)} methods in {elapsed:.1f} s "
               f"({jobs} jobs); results in {out}/ (estimates.nc, summary.nc, study.json)")
     return estimates, summary
+
+
+def _compute(study: Study, plan: Plan, config: RunConfig, chunk: int, jobs: int, total: int
+             ) -> tuple[list[int], float]:
+    """Run the missing tasks, writing each chunk as it arrives; returns the cells stopped early and the
+    seconds it took."""
+    budget = FailureBudget(len(plan.cells), len(study.estimators), config.max_failure_rate)
+    for result in plan.results():
+        budget.add(result)
+    tasks = plan.tasks(chunk, config.shard)
+    progress = Progress(total if not config.shard else plan.done() + sum(t.stop - t.start for t in tasks),
+                        quiet=config.quiet)
+    progress.update(plan.done() if not config.shard else 0)
+    t0 = time.perf_counter()
+    if tasks:
+        with workers(config.backend, jobs, config.scheduler) as n_workers:
+            for result in execute(study, tasks, n_workers, backend=config.backend, retries=config.retries,
+                                  skip=budget.skip):
+                key = plan.keys[result.cell_index]
+                path = write_chunk(plan.out, key, plan.fingerprints[result.cell_index], result)
+                plan.record(ChunkFile(path, key, result.start, result.start + result.n), result.cell_index)
+                budget.add(result)
+                progress.update(result.n)
+    progress.close()
+    return sorted(budget.stopped), time.perf_counter() - t0
 
 
 def resume(out: Path, config: RunConfig = RunConfig()) -> tuple[xr.Dataset, xr.Dataset]:

@@ -1,6 +1,6 @@
 """A small study whose fits take a few milliseconds, for the kill-and-resume tests.
 
-Environment variable SIMSTUDY_TEST_KILLER=1 adds a method that kills its worker process (os._exit) on the
+SIMSTUDY_TEST_SLEEP sets the seconds each fit sleeps (default 0.002); SIMSTUDY_TEST_KILLER=1 adds a method that kills its worker process (os._exit) on the
 replicates whose first value exceeds 3.4: a crash in compiled code, as far as the runner can tell.
 """
 
@@ -45,7 +45,7 @@ class Killer(SlowMean):
         return super().fit(data)
 
 
-methods = {"mean": SlowMean()}
+methods = {"mean": SlowMean(float(os.environ.get("SIMSTUDY_TEST_SLEEP", "0.002")))}
 if os.environ.get("SIMSTUDY_TEST_KILLER"):
     methods["killer"] = Killer(0.0)
 

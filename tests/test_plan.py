@@ -23,8 +23,17 @@ def test_tasks_fill_only_the_gaps():
     plan = Plan(Path("."), [{"a": 1}], ["k"], ["f"], reps=30, seed=0)
     plan.found[0] = [ChunkFile(Path("x"), "k", 5, 11), ChunkFile(Path("y"), "k", 20, 26)]
     spans = [(t.start, t.stop) for t in plan.tasks(4)]
-    assert spans == [(1, 5), (11, 15), (15, 19), (19, 20), (26, 30), (30, 31)]
+    # blocks of 4: [1,5) [5,9) [9,13) [13,17) [17,21) [21,25) [25,29) [29,31), minus what is there
+    assert spans == [(1, 5), (11, 13), (13, 17), (17, 20), (26, 29), (29, 31)]
     assert plan.done() == 12
+    assert plan.missing(4) == ["a=1: replicates 1-4, 11-12, 13-16, 17-19, 26-28, 29-30"]
+
+
+def test_shards_split_blocks_without_overlap():
+    plan = Plan(Path("."), [{"a": 1}, {"a": 2}], ["k1", "k2"], ["f1", "f2"], reps=25, seed=0)
+    every = {(t.cell_index, t.start, t.stop) for t in plan.tasks(10)}
+    parts = [{(t.cell_index, t.start, t.stop) for t in plan.tasks(10, shard=(i, 3))} for i in range(3)]
+    assert set().union(*parts) == every and sum(len(p) for p in parts) == len(every) == 6
 
 
 def test_changed_study_is_refused_then_forced(tmp_path):

@@ -1,0 +1,624 @@
+"""The report of a finished run: one self-contained HTML file, plus figures and tables for a manuscript.
+
+:func:`write_report` reads only ``summary.nc``, ``study.json`` and (for the zip plot, if present)
+``estimates.nc``, so a report can be rebuilt from those files on another machine. It writes
+
+- ``DIR/report.html``: the ADEMP description, the figures (PNG, embedded as data URIs), the tables of
+  performance measures with their MCSE, the failure counts and the provenance of the run;
+- ``DIR/figures/*.png``: the same figures as files;
+- ``DIR/tables/*.md`` and ``DIR/tables/*.tex``: the tables as Markdown (pipe tables) and LaTeX (booktabs).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import itertools
+import json
+import os
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from simstudy import __version__
+from simstudy.display import cell as value_mcse
+from simstudy.store import read_json, read_netcdf
+
+#: The measures in the report's tables, in order; a column that is NaN throughout is left out.
+TABLE_MEASURES: tuple[str, ...] = ("bias", "rel_bias", "emp_se", "model_se", "rel_error", "rmse", "coverage",
+                                   "be_coverage", "power", "rel_precision")
+
+#: Counts of fits that went wrong, per cell and method, with their column headings.
+FAILURE_COUNTS: dict[str, str] = {"n_fit_failed": "fit failed", "n_nonconverged": "not converged",
+                                  "n_boundary": "boundary"}
+
+ADEMP: dict[str, str] = {
+    "aims": "Aims",
+    "data": "Data-generating mechanisms",
+    "estimands": "Estimands",
+    "methods": "Methods",
+    "performance": "Performance measures",
+}
+
+_NOT_FACTORS = ("method", "param", "rep")
+
+
+@dataclass(frozen=True)
+class Table:
+    """A table ready to render: file stem, caption, header, rows of text; ``numeric`` columns align right."""
+
+    stem: str
+    caption: str
+    header: list[str]
+    rows: list[list[str]]
+    numeric: list[bool]
+
+
+@dataclass(frozen=True)
+class FigureSpec:
+    """A figure of the report: file stem, caption, and a function that draws it."""
+
+    stem: str
+    caption: str
+    draw: Callable[[], Any]
+
+
+# --- entry point --------------------------------------------------------------------------------------
+
+
+def write_report(directory: Path, *, figures: bool = True) -> Path:
+    """Write ``DIR/report.html`` (self-contained), ``DIR/figures/*.png`` and ``DIR/tables/*.{md,tex}``.
+
+    Parameters
+    ----------
+    directory : Path
+        A finished run's directory (``results/<study>``) holding ``summary.nc`` and ``study.json``;
+        ``estimates.nc`` is used for the zip plot when it is there.
+    figures : bool
+        Draw the figures (needs matplotlib). Without them the report has text and tables only.
+
+    Returns
+    -------
+    Path
+        The path of ``report.html``.
+
+    Raises
+    ------
+    ValueError
+        With one line, when the directory or its files are missing or unreadable.
+
+    Examples
+    --------
+    >>> write_report(Path("results/cluster_trial"))   # doctest: +SKIP
+    PosixPath('results/cluster_trial/report.html')
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise ValueError(f"{str(directory)!r} is not a directory (expected a finished run, e.g. results/<study>)")
+    summary = _read_dataset(directory / "summary.nc", "summary.nc")
+    for dim in ("method", "param"):
+        if dim not in summary.dims:
+            raise ValueError(f"{str(directory / 'summary.nc')!r} is not a simstudy summary (no {dim!r} dimension)")
+    if not (directory / "study.json").is_file():
+        raise ValueError(f"{str(directory)!r} has no study.json; is it the output directory of a finished run?")
+    study = read_json(directory / "study.json")
+    if not isinstance(study, dict):
+        raise ValueError(f"{str(directory / 'study.json')!r} does not hold a JSON object")
+    estimates = None
+    if figures and (directory / "estimates.nc").is_file():
+        estimates = _read_dataset(directory / "estimates.nc", "estimates.nc")
+
+    shown = _shown_params(summary, study)
+    tables = [_measures_table(summary, p, stem) for p, stem in zip(shown, _stems(shown, "measures_"))]
+    tables.append(_failures_table(summary))
+    tables_dir = directory / "tables"
+    for table in tables:
+        _write_text(tables_dir / f"{table.stem}.md", to_markdown(table))
+        _write_text(tables_dir / f"{table.stem}.tex", to_latex(table))
+
+    rendered: list[tuple[FigureSpec, str | None, str]] = []  # spec, base64 PNG or None, why not
+    if figures:
+        for spec in _figure_specs(summary, estimates, shown):
+            png, why = _render(spec)
+            if png is not None:
+                _write_bytes(directory / "figures" / f"{spec.stem}.png", png)
+            rendered.append((spec, base64.b64encode(png).decode("ascii") if png else None, why))
+
+    page = _page(summary, study, tables, rendered, figures, estimates is not None or not figures)
+    out = directory / "report.html"
+    _write_text(out, page)
+    return out
+
+
+# --- reading ------------------------------------------------------------------------------------------
+
+
+def _read_dataset(path: Path, name: str) -> xr.Dataset:
+    if not path.is_file():
+        raise ValueError(f"{str(path.parent)!r} has no {name}; is it the output directory of a finished run?")
+    try:
+        return read_netcdf(path)
+    except (OSError, ValueError, RuntimeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(f"cannot read {str(path)!r}: {first}") from None
+
+
+def _attr(study: dict[str, Any], summary: xr.Dataset, key: str, default: Any) -> Any:
+    """A field of study.json, else the summary's attribute of that name (decoded from JSON)."""
+    if key in study and study[key] is not None:
+        return study[key]
+    value = summary.attrs.get(key, default)
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    return value
+
+
+def _factors(ds: xr.Dataset) -> list[str]:
+    return [str(d) for d in ds["n_rep"].dims if d not in _NOT_FACTORS]
+
+
+def _varying(ds: xr.Dataset) -> list[str]:
+    return [f for f in _factors(ds) if ds.sizes[f] > 1]
+
+
+def _params(ds: xr.Dataset) -> list[str]:
+    return [str(p) for p in ds.coords["param"].values]
+
+
+def _methods(ds: xr.Dataset) -> list[str]:
+    return [str(m) for m in ds.coords["method"].values]
+
+
+def _shown_params(summary: xr.Dataset, study: dict[str, Any]) -> list[str]:
+    """The study's featured parameters (``show``), else every parameter."""
+    show = _attr(study, summary, "show", []) or []
+    show = [show] if isinstance(show, str) else list(show)
+    have = _params(summary)
+    chosen = [p for p in show if p in have]
+    return chosen or have
+
+
+def _stems(names: Sequence[str], prefix: str) -> list[str]:
+    """File stems from parameter names (``var(group)`` -> ``measures_var_group``), made unique."""
+    out: list[str] = []
+    for name in names:
+        stem = prefix + (re.sub(r"[^A-Za-z0-9]+", "_", name).strip("_").lower() or "param")
+        base, k = stem, 2
+        while stem in out:
+            stem, k = f"{base}_{k}", k + 1
+        out.append(stem)
+    return out
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def _label(cell: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={_fmt(v)}" for k, v in cell.items())
+
+
+def _fixed(ds: xr.Dataset) -> dict[str, Any]:
+    return {f: ds.coords[f].values[0] for f in _factors(ds) if ds.sizes[f] == 1}
+
+
+def _cells(ds: xr.Dataset, factors: Sequence[str]) -> list[dict[str, Any]]:
+    return [dict(zip(factors, combo)) for combo in itertools.product(*(ds.coords[f].values for f in factors))]
+
+
+def _pick(ds: xr.Dataset, cell: dict[str, Any]) -> xr.Dataset:
+    """Select one level of each factor by position (no float comparison)."""
+    index = {}
+    for f, v in cell.items():
+        values = list(ds.coords[f].values)
+        index[f] = next(i for i, w in enumerate(values) if w == v)
+    return ds.isel(index)
+
+
+# --- tables -------------------------------------------------------------------------------------------
+
+
+def _measures_table(summary: xr.Dataset, param: str, stem: str) -> Table:
+    """Rows: cell x method; columns: the factors that vary, the method, ``value (MCSE)`` per measure."""
+    sub = summary.sel({"param": param}).isel({f: 0 for f in _fixed(summary)})
+    measures = [m for m in TABLE_MEASURES if m in sub and bool(np.any(np.isfinite(sub[m].values)))]
+    factors = _varying(summary)
+    header = [*factors, "method", *measures, "valid/reps"]
+    rows = []
+    for cell in _cells(sub, factors):
+        one = _pick(sub, cell)
+        for m in _methods(summary):
+            s = one.sel({"method": m})
+            attempted, valid = int(s["n_rep"]), int(s["n_valid"])
+            failures = sum(int(s[v]) for v in ("n_fit_failed", "n_nonconverged") if v in s)
+            if attempted == 0 or (valid == 0 and failures == 0):
+                continue  # the method does not estimate this parameter
+            row = [_fmt(cell[f]) for f in factors] + [m]
+            row += [value_mcse(float(s[k]), float(s[f"{k}_mcse"]), 4) for k in measures]
+            rows.append(row + [f"{valid}/{attempted}"])
+    caption = f"Performance measures for {param}: value (Monte Carlo SE)"
+    fixed = _fixed(summary)
+    if fixed:
+        caption += f"; {_label(fixed)}"
+    caption += ". valid/reps: replicates with an estimate and its SE, of those run."
+    return Table(stem, caption, header, rows, [False] * (len(factors) + 1) + [True] * (len(measures) + 1))
+
+
+def _failures_table(summary: xr.Dataset) -> Table:
+    """Rows: cell x method; columns: replicates run and the counts of failed, non-converged, boundary fits."""
+    sub = summary.isel({f: 0 for f in _fixed(summary)})
+    counts = [k for k in FAILURE_COUNTS if k in sub]
+    factors = _varying(summary)
+    header = [*factors, "method", "replicates", *(FAILURE_COUNTS[k] for k in counts)]
+    rows = []
+    for cell in _cells(sub, factors):
+        one = _pick(sub, cell)
+        for m in _methods(summary):
+            s = one.sel({"method": m})
+            rows.append([_fmt(cell[f]) for f in factors] + [m, str(int(s["n_rep"].max()))]
+                        + [str(int(s[k])) for k in counts])
+    caption = "Fits per cell and method that failed, did not converge, or ended on the boundary"
+    fixed = _fixed(summary)
+    if fixed:
+        caption += f" ({_label(fixed)})"
+    return Table("failures", caption + ".", header, rows, [False] * (len(factors) + 1) + [True] * (len(counts) + 1))
+
+
+def to_markdown(table: Table) -> str:
+    """A pipe table (GitHub, pandoc) with the caption as a pandoc ``Table:`` line."""
+
+    def esc(text: str) -> str:
+        return text.replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(esc(h) for h in table.header) + " |",
+             "|" + "|".join("---:" if n else ":---" for n in table.numeric) + "|"]
+    lines += ["| " + " | ".join(esc(v) for v in row) + " |" for row in table.rows]
+    return "\n".join(lines) + f"\n\nTable: {esc(table.caption)}\n"
+
+
+_TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
+        "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+
+
+def tex_escape(text: str) -> str:
+    """Escape LaTeX's special characters."""
+    return "".join(_TEX.get(ch, ch) for ch in text)
+
+
+def to_latex(table: Table) -> str:
+    """A ``table`` environment with a booktabs ``tabular`` (needs ``\\usepackage{booktabs}``)."""
+    spec = "".join("r" if n else "l" for n in table.numeric)
+    lines = [
+        "% simstudy report table; needs \\usepackage{booktabs}",
+        "\\begin{table}[htbp]",
+        "\\centering",
+        "\\footnotesize",
+        f"\\caption{{{tex_escape(table.caption)}}}",
+        f"\\label{{tab:{table.stem}}}",
+        f"\\begin{{tabular}}{{{spec}}}",
+        "\\toprule",
+        " & ".join(tex_escape(h) for h in table.header) + " \\\\",
+        "\\midrule",
+    ]
+    lines += [" & ".join(tex_escape(v) for v in row) + " \\\\" for row in table.rows]
+    lines += ["\\bottomrule", "\\end{tabular}", "\\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
+def to_html(table: Table) -> str:
+    """An HTML ``table`` with caption, ``thead`` and ``tbody``; numeric columns carry class ``num``."""
+    e = html.escape
+    out = [f'<table id="table-{e(table.stem)}">', f"<caption>{e(table.caption)}</caption>", "<thead><tr>"]
+    num = ' class="num"'
+    out += [f"<th{num if n else ''}>{e(h)}</th>" for h, n in zip(table.header, table.numeric)]
+    out += ["</tr></thead>", "<tbody>"]
+    for row in table.rows:
+        cells = "".join(f"<td{num if n else ''}>{e(v)}</td>" for v, n in zip(row, table.numeric))
+        out.append(f"<tr>{cells}</tr>")
+    out += ["</tbody>", "</table>"]
+    return "\n".join(out)
+
+
+# --- figures ------------------------------------------------------------------------------------------
+
+
+def _figure_specs(summary: xr.Dataset, estimates: xr.Dataset | None, shown: Sequence[str]) -> list[FigureSpec]:
+    """Which figures the report draws for each shown parameter, and how."""
+    from simstudy.plots import plot_failures, plot_nested_loop, plot_performance, plot_power, plot_zip
+
+    specs: list[FigureSpec] = []
+    moving = _varying(summary)
+    x = "n_groups" if "n_groups" in moving else (moving[0] if moving else None)
+    extra = [f for f in moving if f != x][2:]  # more than two facet factors: hold the rest at one level
+    hold = {f: summary.coords[f].values[0] for f in extra}
+    held = f" Held at one level: {_label(hold)} (the nested loop plot shows every cell)." if hold else ""
+    numeric = [f for f in moving if np.issubdtype(summary.coords[f].dtype, np.number)]
+    power_x = "n_groups" if "n_groups" in numeric else (numeric[0] if numeric else None)
+    power_extra = [f for f in moving if f != power_x][2:]
+    power_hold = {f: summary.coords[f].values[0] for f in power_extra}
+
+    def finite(param: str, measure: str) -> bool:
+        return measure in summary and bool(np.any(np.isfinite(summary[measure].sel({"param": param}).values)))
+
+    for p, slug in zip(shown, _stems(shown, "")):
+        if x is not None:
+            if finite(p, "coverage"):
+                specs.append(FigureSpec(
+                    f"coverage_{slug}",
+                    f"Coverage of {p} against {x}, one line per method, error bars \u00b11.96 MCSE. Dashed: "
+                    f"the nominal level; grey band: the spread Monte Carlo error alone would give around it."
+                    + held,
+                    lambda p=p: plot_performance(summary, measure="coverage", x=x, param=p, select=hold)))
+            if len(moving) >= 2 and finite(p, "coverage"):
+                specs.append(FigureSpec(
+                    f"nested_loop_coverage_{slug}",
+                    f"Nested loop plot of the coverage of {p}: every cell on one axis, the factors "
+                    f"nested {' > '.join(moving)} (outermost first, legs below).",
+                    lambda p=p: plot_nested_loop(summary, measure="coverage", param=p)))
+        if estimates is not None and finite(p, "coverage") and "rep" in estimates.dims:
+            cell = _worst_cell(summary, p)
+            specs.append(FigureSpec(
+                f"zip_{slug}",
+                f"Zip plot of the intervals for {p} at {_label(cell) or 'the only cell'} (the cell with "
+                "the lowest coverage of any method): intervals ranked by |z|, blue if they cover the "
+                "true value, red if not; yellow: coverage \u00b11.96 MCSE.",
+                lambda p=p, cell=cell: plot_zip(estimates, cell=cell, param=p, level=_level(summary))))
+        if x is not None and finite(p, "bias"):
+            specs.append(FigureSpec(
+                f"bias_{slug}", f"Bias of {p} against {x}, error bars \u00b11.96 MCSE." + held,
+                lambda p=p: plot_performance(summary, measure="bias", x=x, param=p, select=hold)))
+        if x is not None and finite(p, "model_se"):
+            specs.append(FigureSpec(
+                f"se_{slug}",
+                f"Empirical SE (solid) and mean model SE (dashed) of {p} against {x}: where the dashed "
+                "line lies below the solid one, the method's SEs are too small." + held,
+                lambda p=p: plot_performance(summary, measure="se", x=x, param=p, select=hold)))
+        if power_x is not None and finite(p, "power"):
+            specs.append(FigureSpec(
+                f"power_{slug}",
+                f"Power for {p} (share of intervals excluding the null) against {power_x}; dashed: target "
+                "power 0.8." + (f" Held at one level: {_label(power_hold)}." if power_hold else ""),
+                lambda p=p: plot_power(summary, x=power_x, param=p, select=power_hold)))
+    if any(k in summary for k in FAILURE_COUNTS):
+        specs.append(FigureSpec(
+            "failures", "Failed, non-converged and boundary fits per cell and method (share of replicates; "
+            "numbers are counts).", lambda: plot_failures(summary)))
+    return specs
+
+
+def _level(summary: xr.Dataset) -> float:
+    try:
+        return float(summary.attrs.get("level", 0.95))
+    except (TypeError, ValueError):
+        return 0.95
+
+
+def _worst_cell(summary: xr.Dataset, param: str) -> dict[str, Any]:
+    """The cell whose lowest coverage over methods is lowest (the first such cell)."""
+    moving = _varying(summary)
+    cov = summary["coverage"].sel({"param": param}).isel({f: 0 for f in _fixed(summary)})
+    worst = cov.min("method", skipna=True).transpose(*moving)
+    values = np.asarray(worst.values, dtype=float)
+    if not moving:
+        return {}
+    flat = np.where(np.isfinite(values), values, np.inf).ravel()
+    index = np.unravel_index(int(np.argmin(flat)), values.shape)
+    return {f: summary.coords[f].values[i].item() for f, i in zip(moving, index)}
+
+
+def _render(spec: FigureSpec) -> tuple[bytes | None, str]:
+    """PNG bytes of a figure, or None and the reason it could not be drawn."""
+    try:
+        fig = spec.draw()
+    except ValueError as exc:
+        return None, str(exc).splitlines()[0]
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    return buf.getvalue(), ""
+
+
+# --- writing ------------------------------------------------------------------------------------------
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    """Write to a temporary name beside ``path`` and rename, so no half-written file is left under ``path``.
+
+    (Not :func:`simstudy.store.atomic_path`: its ``mkstemp`` files are private (0600), and a report is
+    made to be read by others, e.g. from a web server.)
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _write_text(path: Path, text: str) -> None:
+    _write_bytes(path, text.encode("utf-8"))
+
+
+_CSS = """
+body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #222; margin: 0;
+       background: #fff; line-height: 1.45; }
+main { max-width: 1180px; margin: 0 auto; padding: 1.5rem 2rem 3rem; }
+h1 { font-size: 1.7rem; margin-bottom: 0.2rem; }
+h2 { font-size: 1.3rem; border-bottom: 1px solid #ddd; padding-bottom: 0.2rem; margin-top: 2.2rem; }
+h3 { font-size: 1.05rem; margin-top: 1.4rem; }
+p.lead { color: #555; margin-top: 0; }
+nav ul { padding-left: 1.2rem; columns: 2; }
+dl.ademp dt { font-weight: 600; margin-top: 0.6rem; }
+dl.ademp dd { margin-left: 1.2rem; }
+figure { margin: 1.5rem 0; }
+figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
+figcaption { font-size: 0.9rem; color: #444; margin-top: 0.3rem; }
+.scroll { overflow-x: auto; }
+table { border-collapse: collapse; font-size: 0.82rem; margin: 0.8rem 0 1.2rem; }
+caption { caption-side: top; text-align: left; font-size: 0.9rem; color: #444; padding-bottom: 0.3rem; }
+th, td { padding: 0.2rem 0.55rem; border-bottom: 1px solid #e4e4e4; text-align: left; white-space: nowrap; }
+th { background: #f5f5f5; }
+td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
+td code { white-space: pre-wrap; word-break: break-all; font-size: 0.75rem; }
+p.note { color: #8a4b00; }
+footer { margin-top: 3rem; font-size: 0.8rem; color: #777; }
+"""
+
+
+def _page(summary: xr.Dataset, study: dict[str, Any], tables: list[Table],
+          rendered: list[tuple[FigureSpec, str | None, str]], figures: bool, have_estimates: bool) -> str:
+    e = html.escape
+    name = str(_attr(study, summary, "name", "simulation study"))
+    description = _attr(study, summary, "description", {}) or {}
+    provenance = _attr(study, summary, "provenance", {}) or {}
+    run = _attr(study, summary, "run", {}) or {}
+    methods = _attr(study, summary, "methods", {}) or {}
+    design = _attr(study, summary, "design", {}) or {}
+    factors = _factors(summary)
+    n_cells = int(np.prod([summary.sizes[f] for f in factors])) if factors else 1
+    reps = provenance.get("reps", run.get("reps", int(summary["n_rep"].max())))
+
+    parts = ["<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
+             '<meta name="viewport" content="width=device-width, initial-scale=1">',
+             f"<title>{e(name)}: simulation study report</title>", f"<style>{_CSS}</style>", "</head>",
+             "<body>", "<main>", f"<h1>{e(name)}</h1>",
+             f'<p class="lead">Simulation study report: {n_cells} design cell(s) \u00d7 {e(_fmt(reps))} '
+             f"replicates \u00d7 {summary.sizes['method']} methods ({e(', '.join(_methods(summary)))}); "
+             f"seed {e(_fmt(provenance.get('seed', run.get('seed', '?'))))}; intervals at level "
+             f"{e(_fmt(_level(summary)))}.</p>"]
+    sections = [("ademp", "Study (ADEMP)")]
+    if figures:
+        sections.append(("figures", "Figures"))
+    sections += [("tables", "Performance measures"), ("failures", "Failures"), ("provenance", "Provenance")]
+    parts.append("<nav><ul>" + "".join(f'<li><a href="#{i}">{e(t)}</a></li>' for i, t in sections)
+                 + "</ul></nav>")
+
+    # ADEMP
+    parts += ['<section id="ademp">', "<h2>Study (ADEMP)</h2>", '<dl class="ademp">']
+    keys = list(ADEMP) + [k for k in description if k not in ADEMP]
+    for key in keys:
+        text = description.get(key)
+        parts.append(f"<dt>{e(ADEMP.get(key, key.capitalize()))}</dt>")
+        parts.append(f"<dd>{e(str(text))}</dd>" if text else "<dd><em>not described in the study</em></dd>")
+    parts.append("</dl>")
+    parts += ["<h3>Design</h3>", '<div class="scroll">', "<table>", "<caption>Design factors</caption>", "<thead><tr><th>factor</th><th>levels</th></tr></thead>",
+              "<tbody>"]
+    for f in factors:
+        levels = design.get(f, summary.coords[f].values.tolist()) if isinstance(design, dict) else []
+        parts.append(f"<tr><td>{e(f)}</td><td>{e(', '.join(_fmt(v) for v in levels))}</td></tr>")
+    parts += ["</tbody>", "</table>", "</div>"]
+    dgp = _attr(study, summary, "dgp", "")
+    if dgp:
+        parts.append(f"<p>Data-generating process: <code>{e(str(dgp))}</code></p>")
+    if methods:
+        parts += ["<h3>Methods</h3>", '<div class="scroll">', "<table>", "<caption>Estimators as configured"
+                  "</caption>", "<thead><tr><th>method</th><th>estimator</th></tr></thead>", "<tbody>"]
+        parts += [f"<tr><td>{e(str(m))}</td><td><code>{e(str(v))}</code></td></tr>" for m, v in methods.items()]
+        parts += ["</tbody>", "</table>", "</div>"]
+    parts.append("</section>")
+
+    # figures
+    if figures:
+        parts += ['<section id="figures">', "<h2>Figures</h2>"]
+        if not have_estimates:
+            parts.append('<p class="note">estimates.nc is missing, so the zip plots are left out.</p>')
+        for spec, data, why in rendered:
+            if data is None:
+                parts.append(f'<p class="note">Figure {e(spec.stem)} left out: {e(why)}</p>')
+                continue
+            parts += [f'<figure id="fig-{e(spec.stem)}">',
+                      f'<img src="data:image/png;base64,{data}" alt="{e(spec.caption)}">',
+                      f"<figcaption>{e(spec.caption)} (figures/{e(spec.stem)}.png)</figcaption>", "</figure>"]
+        parts.append("</section>")
+
+    # tables
+    measure_tables = [t for t in tables if t.stem != "failures"]
+    parts += ['<section id="tables">', "<h2>Performance measures</h2>",
+              "<p>Each entry is the estimate with its Monte Carlo standard error in brackets. Units: coverage, "
+              "be_coverage and power are proportions, rel_bias a fraction, rel_error and rel_precision percent. "
+              "Also in tables/*.md and tables/*.tex.</p>"]
+    for t in measure_tables:
+        parts += ['<div class="scroll">', to_html(t), "</div>"]
+    notes = _notes(summary)
+    if notes:
+        parts.append("<h3>Notes</h3>")
+        parts.append("<ul>" + "".join(f"<li>{e(n)}</li>" for n in notes) + "</ul>")
+    parts.append("</section>")
+
+    # failures
+    failures = next(t for t in tables if t.stem == "failures")
+    parts += ['<section id="failures">', "<h2>Failures</h2>", f"<p>{e(_failure_sentence(summary))}</p>",
+              '<div class="scroll">', to_html(failures), "</div>"]
+    stopped = provenance.get("stopped_early") or []
+    if stopped:
+        parts.append('<p class="note">Cells stopped early (failure rate above the limit): '
+                     + e("; ".join(_label(c) if isinstance(c, dict) else str(c) for c in stopped)) + "</p>")
+    parts.append("</section>")
+
+    # provenance
+    parts += ['<section id="provenance">', "<h2>Provenance</h2>", '<div class="scroll">', "<table>",
+              "<caption>Where the results came from</caption>",
+              "<thead><tr><th>item</th><th>value</th></tr></thead>", "<tbody>"]
+    order = ["study", "seed", "reps", "started", "finished", "seconds", "command", "study_file",
+             "study_file_sha256", "git_commit", "host", "jobs", "chunk_size", "backend"]
+    keys = [k for k in order if k in provenance] + sorted(k for k in provenance
+                                                          if k not in order and k not in ("versions", "stopped_early"))
+    for key in keys:
+        value = provenance[key]
+        text = value if isinstance(value, str) else json.dumps(value, default=str)
+        parts.append(f"<tr><td>{e(key)}</td><td><code>{e(str(text))}</code></td></tr>")
+    if isinstance(run, dict) and "complete" in run:
+        parts.append(f"<tr><td>complete</td><td><code>{e(str(run['complete']))}</code></td></tr>")
+    parts += ["</tbody>", "</table>", "</div>"]
+    versions = provenance.get("versions") or {}
+    if versions:
+        parts += ['<div class="scroll">', "<table>", "<caption>Versions</caption>",
+                  "<thead><tr><th>package</th><th>version</th></tr></thead>", "<tbody>"]
+        parts += [f"<tr><td>{e(str(k))}</td><td>{e(str(v))}</td></tr>" for k, v in versions.items()]
+        parts += ["</tbody>", "</table>", "</div>"]
+    parts.append("</section>")
+
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    parts += [f"<footer>Report written by simstudy {e(__version__)} at {e(now)} from summary.nc and study.json"
+              f"{' and estimates.nc' if figures and have_estimates else ''}; rebuild it with "
+              "<code>simstudy report DIR</code>.</footer>", "</main>", "</body>", "</html>"]
+    return "\n".join(parts) + "\n"
+
+
+def _notes(summary: xr.Dataset) -> list[str]:
+    """Distinct non-empty notes (why a measure is NaN) with the number of cells they apply to."""
+    if "note" not in summary:
+        return []
+    counts: dict[str, int] = {}
+    for note in np.asarray(summary["note"].values).ravel():
+        text = str(note)
+        if text:
+            counts[text] = counts.get(text, 0) + 1
+    return [f"{text} ({n} cell\u00d7method\u00d7param combination{'s' if n != 1 else ''})"
+            for text, n in sorted(counts.items())]
+
+
+def _failure_sentence(summary: xr.Dataset) -> str:
+    fits = int(summary["n_rep"].max("param").sum())
+    parts = []
+    for key, label in FAILURE_COUNTS.items():
+        if key in summary:
+            parts.append(f"{int(summary[key].sum())} {label}")
+    if not parts:
+        return f"{fits} fits; this summary has no failure counts."
+    return f"Of {fits} fits (replicates \u00d7 methods over all cells): " + ", ".join(parts) + "."
