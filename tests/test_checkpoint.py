@@ -8,7 +8,7 @@ import pytest
 from simstudy.checkpoint import CorruptChunk, key_hex, list_chunks, read_chunk, write_chunk
 from simstudy.chunk import Task, run_chunk
 from simstudy.study import load_study
-from tests_paths import TOY
+from support import TOY, tamper
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +36,8 @@ def test_damage_is_detected(tmp_path, result, damage):
     if damage == "truncate":
         raw = raw[: len(raw) - 50]
     elif damage == "flip":
-        raw[len(raw) // 3] ^= 0x55
+        tamper(path)
+        raw = bytearray(path.read_bytes())
     else:
         raw = bytearray(b"not parquet at all")
     path.write_bytes(bytes(raw))

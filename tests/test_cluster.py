@@ -17,7 +17,7 @@ import xarray as xr
 
 from simstudy.checkpoint import list_chunks
 from simstudy.cluster import parse_shard
-from tests_paths import SLOW, TOY
+from support import SLOW, TOY
 
 pytest.importorskip("distributed")
 

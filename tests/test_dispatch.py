@@ -8,7 +8,7 @@ import pytest
 from simstudy.chunk import Task
 from simstudy.dispatch import execute, failed_chunk
 from simstudy.study import load_study
-from tests_paths import TOY
+from support import TOY
 
 
 @pytest.mark.parametrize("jobs", [1, 2])

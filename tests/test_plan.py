@@ -11,7 +11,7 @@ from simstudy.checkpoint import ChunkFile, write_chunk
 from simstudy.chunk import Task, run_chunk
 from simstudy.plan import Plan
 from simstudy.study import load_study
-from tests_paths import TOY
+from support import TOY
 
 
 def make(study, out, reps=30, force=False):

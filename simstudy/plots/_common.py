@@ -155,12 +155,15 @@ def level_index(ds: xr.Dataset, factor: str, value: Any) -> int:
 
 
 def select(ds: xr.Dataset, choice: Mapping[str, Any] | None) -> xr.Dataset:
-    """Fix design factors at one level each (``{"icc": 0.2}``); the factors drop out of the dimensions."""
+    """Fix design factors at one level each (``{"icc": 0.2}``).
+
+    The factors stay as dimensions of length one, so that figures name them with the other fixed factors.
+    """
     if not choice:
         return ds
     for factor in choice:
         check_factor(ds, factor, "select")
-    return ds.isel({f: level_index(ds, f, v) for f, v in choice.items()})
+    return ds.isel({f: [level_index(ds, f, v)] for f, v in choice.items()})
 
 
 def fixed_levels(ds: xr.Dataset, keep: Sequence[str]) -> tuple[xr.Dataset, dict[str, Any]]:
