@@ -1,4 +1,4 @@
-"""The ``simstudy`` command line: ``run``, ``show`` and ``summarize``.
+"""The ``simstudy`` command line: ``run``, ``resume``, ``merge``, ``show``, ``report`` and ``summarize``.
 
 Bad input gets one clear line on stderr and exit code 2, never a traceback (set ``SIMSTUDY_DEBUG=1`` to
 see one).
@@ -124,6 +124,14 @@ def cmd_resume(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from simstudy.report import write_report
+
+    path = write_report(Path(args.dir), figures=not args.no_figures)
+    print(f"wrote {path}")
+    return 0
+
+
 def cmd_merge(args: argparse.Namespace) -> int:
     from simstudy.runner import resume
 
@@ -192,6 +200,11 @@ def build_parser() -> argparse.ArgumentParser:
     show = sub.add_parser("show", help="print the summary table of a finished run")
     show.add_argument("dir", help="a run's output directory, e.g. results/cluster_trial")
     show.set_defaults(func=cmd_show)
+
+    rep = sub.add_parser("report", help="write DIR/report.html, DIR/figures/*.png and DIR/tables/*.{md,tex}")
+    rep.add_argument("dir", help="a finished run's directory, e.g. results/cluster_trial")
+    rep.add_argument("--no-figures", action="store_true", help="text and tables only")
+    rep.set_defaults(func=cmd_report)
 
     summ = sub.add_parser("summarize", help="performance measures for a CSV or Parquet table of estimates")
     summ.add_argument("table", help="CSV or Parquet file, one row per replicate and method")

@@ -71,8 +71,17 @@ def _code_bytes(code: types.CodeType) -> bytes:
     return b"".join(parts)
 
 
+def label(obj: Any) -> str:
+    """A short readable description for people: the object's own ``repr`` where its class defines one,
+    else :func:`describe`."""
+    if type(obj).__repr__ is not object.__repr__ and hasattr(obj, "__dict__"):
+        return _ADDRESS.sub("", repr(obj))
+    return describe(obj)
+
+
 def describe(obj: Any, _depth: int = 0) -> str:
-    """A deterministic one-line description of a configured object (no memory addresses).
+    """A deterministic one-line description of a configured object and all its settings (no memory
+    addresses): what fingerprints are made of.
 
     Examples
     --------

@@ -92,6 +92,9 @@ class Formula:
                 terms.append(tuple(factors))
         self.terms: tuple[tuple[_Factor, ...], ...] = tuple(terms)
 
+    def __repr__(self) -> str:
+        return f"Formula({self.text!r})"
+
     @property
     def columns(self) -> tuple[str, ...]:
         """Every data column the formula reads, the response first."""

@@ -319,17 +319,20 @@ def to_latex(table: Table) -> str:
     return "\n".join(lines) + "\n"
 
 
-def to_html(table: Table) -> str:
-    """An HTML ``table`` with caption, ``thead`` and ``tbody``; numeric columns carry class ``num``."""
+def to_html(table: Table, css: str = "") -> str:
+    """An HTML ``table`` with caption, ``thead`` and ``tbody`` in a scrolling ``div``; numeric columns carry
+    class ``num``."""
     e = html.escape
-    out = [f'<table id="table-{e(table.stem)}">', f"<caption>{e(table.caption)}</caption>", "<thead><tr>"]
     num = ' class="num"'
+    cls = f' class="{e(css)}"' if css else ""
+    out = ['<div class="scroll">', f'<table id="table-{e(table.stem)}"{cls}>',
+           f"<caption>{e(table.caption)}</caption>", "<thead><tr>"]
     out += [f"<th{num if n else ''}>{e(h)}</th>" for h, n in zip(table.header, table.numeric)]
     out += ["</tr></thead>", "<tbody>"]
     for row in table.rows:
         cells = "".join(f"<td{num if n else ''}>{e(v)}</td>" for v, n in zip(row, table.numeric))
         out.append(f"<tr>{cells}</tr>")
-    out += ["</tbody>", "</table>"]
+    out += ["</tbody>", "</table>", "</div>"]
     return "\n".join(out)
 
 
@@ -471,10 +474,11 @@ figcaption { font-size: 0.9rem; color: #444; margin-top: 0.3rem; }
 .scroll { overflow-x: auto; }
 table { border-collapse: collapse; font-size: 0.82rem; margin: 0.8rem 0 1.2rem; }
 caption { caption-side: top; text-align: left; font-size: 0.9rem; color: #444; padding-bottom: 0.3rem; }
-th, td { padding: 0.2rem 0.55rem; border-bottom: 1px solid #e4e4e4; text-align: left; white-space: nowrap; }
+th, td { padding: 0.2rem 0.55rem; border-bottom: 1px solid #e4e4e4; text-align: left; vertical-align: top;
+         overflow-wrap: anywhere; }
+table.measures th, table.measures td { white-space: nowrap; overflow-wrap: normal; }
 th { background: #f5f5f5; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
-td code { white-space: pre-wrap; word-break: break-all; font-size: 0.75rem; }
 p.note { color: #8a4b00; }
 footer { margin-top: 3rem; font-size: 0.8rem; color: #777; }
 """
@@ -482,143 +486,145 @@ footer { margin-top: 3rem; font-size: 0.8rem; color: #777; }
 
 def _page(summary: xr.Dataset, study: dict[str, Any], tables: list[Table],
           rendered: list[tuple[FigureSpec, str | None, str]], figures: bool, have_estimates: bool) -> str:
+    """The whole HTML document."""
     e = html.escape
     name = str(_attr(study, summary, "name", "simulation study"))
-    description = _attr(study, summary, "description", {}) or {}
     provenance = _attr(study, summary, "provenance", {}) or {}
     run = _attr(study, summary, "run", {}) or {}
-    methods = _attr(study, summary, "methods", {}) or {}
-    design = _attr(study, summary, "design", {}) or {}
     factors = _factors(summary)
     n_cells = int(np.prod([summary.sizes[f] for f in factors])) if factors else 1
     reps = provenance.get("reps", run.get("reps", int(summary["n_rep"].max())))
-
-    parts = ["<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
-             '<meta name="viewport" content="width=device-width, initial-scale=1">',
-             f"<title>{e(name)}: simulation study report</title>", f"<style>{_CSS}</style>", "</head>",
-             "<body>", "<main>", f"<h1>{e(name)}</h1>",
-             f'<p class="lead">Simulation study report: {n_cells} design cell(s) \u00d7 {e(_fmt(reps))} '
-             f"replicates \u00d7 {summary.sizes['method']} methods ({e(', '.join(_methods(summary)))}); "
-             f"seed {e(_fmt(provenance.get('seed', run.get('seed', '?'))))}; intervals at level "
-             f"{e(_fmt(_level(summary)))}.</p>"]
-    sections = [("ademp", "Study (ADEMP)")]
+    seed = provenance.get("seed", run.get("seed", "?"))
+    sections = [("ademp", "Study (ADEMP)", _ademp_section(summary, study))]
     if figures:
-        sections.append(("figures", "Figures"))
-    sections += [("tables", "Performance measures"), ("failures", "Failures"), ("provenance", "Provenance")]
-    parts.append("<nav><ul>" + "".join(f'<li><a href="#{i}">{e(t)}</a></li>' for i, t in sections)
-                 + "</ul></nav>")
+        sections.append(("figures", "Figures", _figures_section(rendered, have_estimates)))
+    sections += [
+        ("tables", "Performance measures",
+         _tables_section(summary, [t for t in tables if t.stem != "failures"], _shown_params(summary, study))),
+        ("failures", "Failures", _failures_section(summary, next(t for t in tables if t.stem == "failures"),
+                                                   provenance)),
+        ("provenance", "Provenance", _provenance_section(provenance, run)),
+    ]
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    sources = "summary.nc and study.json" + (" and estimates.nc" if figures and have_estimates else "")
+    parts = [
+        "<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{e(name)}: simulation study report</title>", f"<style>{_CSS}</style>", "</head>",
+        "<body>", "<main>", f"<h1>{e(name)}</h1>",
+        f'<p class="lead">Simulation study report: {n_cells} design cell(s) \u00d7 {e(_fmt(reps))} replicates '
+        f"\u00d7 {summary.sizes['method']} methods ({e(', '.join(_methods(summary)))}); seed {e(_fmt(seed))}; "
+        f"intervals at level {e(_fmt(_level(summary)))}.</p>",
+        "<nav><ul>" + "".join(f'<li><a href="#{i}">{e(t)}</a></li>' for i, t, _ in sections) + "</ul></nav>",
+    ]
+    for ident, title, body in sections:
+        parts += [f'<section id="{ident}">', f"<h2>{e(title)}</h2>", *body, "</section>"]
+    parts += [f"<footer>Report written by simstudy {e(__version__)} at {e(now)} from {sources}; rebuild it "
+              "with <code>simstudy report DIR</code>.</footer>", "</main>", "</body>", "</html>"]
+    return "\n".join(parts) + "\n"
 
-    # ADEMP
-    parts += ['<section id="ademp">', "<h2>Study (ADEMP)</h2>", '<dl class="ademp">']
-    keys = list(ADEMP) + [k for k in description if k not in ADEMP]
-    for key in keys:
+
+def _ademp_section(summary: xr.Dataset, study: dict[str, Any]) -> list[str]:
+    e = html.escape
+    description = _attr(study, summary, "description", {}) or {}
+    description = description if isinstance(description, dict) else {"aims": str(description)}
+    parts = ['<dl class="ademp">']
+    for key in list(ADEMP) + [k for k in description if k not in ADEMP]:
         text = description.get(key)
-        parts.append(f"<dt>{e(ADEMP.get(key, key.capitalize()))}</dt>")
+        parts.append(f"<dt>{e(ADEMP.get(key, str(key).capitalize()))}</dt>")
         parts.append(f"<dd>{e(str(text))}</dd>" if text else "<dd><em>not described in the study</em></dd>")
     parts.append("</dl>")
-    parts += ["<h3>Design</h3>", '<div class="scroll">', "<table>", "<caption>Design factors</caption>", "<thead><tr><th>factor</th><th>levels</th></tr></thead>",
-              "<tbody>"]
-    for f in factors:
-        levels = design.get(f, summary.coords[f].values.tolist()) if isinstance(design, dict) else []
-        parts.append(f"<tr><td>{e(f)}</td><td>{e(', '.join(_fmt(v) for v in levels))}</td></tr>")
-    parts += ["</tbody>", "</table>", "</div>"]
+    design = _attr(study, summary, "design", {}) or {}
+    design = design if isinstance(design, dict) else {}
+    rows = [[f, ", ".join(_fmt(v) for v in design.get(f, summary.coords[f].values.tolist()))]
+            for f in _factors(summary)]
+    parts += ["<h3>Design</h3>", to_html(Table("design", "Design factors: the grid is every combination of "
+                                                 "their levels", ["factor", "levels"], rows, [False, False]))]
     dgp = _attr(study, summary, "dgp", "")
     if dgp:
         parts.append(f"<p>Data-generating process: <code>{e(str(dgp))}</code></p>")
-    if methods:
-        parts += ["<h3>Methods</h3>", '<div class="scroll">', "<table>", "<caption>Estimators as configured"
-                  "</caption>", "<thead><tr><th>method</th><th>estimator</th></tr></thead>", "<tbody>"]
-        parts += [f"<tr><td>{e(str(m))}</td><td><code>{e(str(v))}</code></td></tr>" for m, v in methods.items()]
-        parts += ["</tbody>", "</table>", "</div>"]
-    parts.append("</section>")
+    methods = _attr(study, summary, "methods", {}) or {}
+    if isinstance(methods, dict) and methods:
+        rows = [[str(m), str(v)] for m, v in methods.items()]
+        parts += ["<h3>Methods</h3>", to_html(Table("methods", "Estimators as configured", ["method", "estimator"],
+                                                    rows, [False, False]))]
+    return parts
 
-    # figures
-    if figures:
-        parts += ['<section id="figures">', "<h2>Figures</h2>"]
-        if not have_estimates:
-            parts.append('<p class="note">estimates.nc is missing, so the zip plots are left out.</p>')
-        for spec, data, why in rendered:
-            if data is None:
-                parts.append(f'<p class="note">Figure {e(spec.stem)} left out: {e(why)}</p>')
-                continue
-            parts += [f'<figure id="fig-{e(spec.stem)}">',
-                      f'<img src="data:image/png;base64,{data}" alt="{e(spec.caption)}">',
-                      f"<figcaption>{e(spec.caption)} (figures/{e(spec.stem)}.png)</figcaption>", "</figure>"]
-        parts.append("</section>")
 
-    # tables
-    measure_tables = [t for t in tables if t.stem != "failures"]
-    parts += ['<section id="tables">', "<h2>Performance measures</h2>",
-              "<p>Each entry is the estimate with its Monte Carlo standard error in brackets. Units: coverage, "
-              "be_coverage and power are proportions, rel_bias a fraction, rel_error and rel_precision percent. "
-              "Also in tables/*.md and tables/*.tex.</p>"]
-    for t in measure_tables:
-        parts += ['<div class="scroll">', to_html(t), "</div>"]
-    notes = _notes(summary)
+def _figures_section(rendered: list[tuple[FigureSpec, str | None, str]], have_estimates: bool) -> list[str]:
+    e = html.escape
+    parts = [] if have_estimates else ['<p class="note">estimates.nc is missing, so the zip plots are left out.</p>']
+    for spec, data, why in rendered:
+        if data is None:
+            parts.append(f'<p class="note">Figure {e(spec.stem)} left out: {e(why)}</p>')
+            continue
+        parts += [f'<figure id="fig-{e(spec.stem)}">',
+                  f'<img src="data:image/png;base64,{data}" alt="{e(spec.caption)}">',
+                  f"<figcaption>{e(spec.caption)} (figures/{e(spec.stem)}.png)</figcaption>", "</figure>"]
+    return parts
+
+
+def _tables_section(summary: xr.Dataset, tables: list[Table], shown: Sequence[str]) -> list[str]:
+    parts = ["<p>Each entry is the estimate with its Monte Carlo standard error in brackets. Units: coverage, "
+             "be_coverage and power are proportions, rel_bias a fraction, rel_error and rel_precision percent. "
+             "The same tables are in tables/*.md and tables/*.tex.</p>"]
+    parts += [to_html(t, css="measures") for t in tables]
+    notes = _notes(summary, shown)
     if notes:
-        parts.append("<h3>Notes</h3>")
-        parts.append("<ul>" + "".join(f"<li>{e(n)}</li>" for n in notes) + "</ul>")
-    parts.append("</section>")
+        parts += ["<h3>Notes</h3>", "<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>"]
+    return parts
 
-    # failures
-    failures = next(t for t in tables if t.stem == "failures")
-    parts += ['<section id="failures">', "<h2>Failures</h2>", f"<p>{e(_failure_sentence(summary))}</p>",
-              '<div class="scroll">', to_html(failures), "</div>"]
+
+def _failures_section(summary: xr.Dataset, table: Table, provenance: dict[str, Any]) -> list[str]:
+    e = html.escape
+    parts = [f"<p>{e(_failure_sentence(summary))}</p>", to_html(table, css="measures")]
     stopped = provenance.get("stopped_early") or []
     if stopped:
         parts.append('<p class="note">Cells stopped early (failure rate above the limit): '
                      + e("; ".join(_label(c) if isinstance(c, dict) else str(c) for c in stopped)) + "</p>")
-    parts.append("</section>")
+    return parts
 
-    # provenance
-    parts += ['<section id="provenance">', "<h2>Provenance</h2>", '<div class="scroll">', "<table>",
-              "<caption>Where the results came from</caption>",
-              "<thead><tr><th>item</th><th>value</th></tr></thead>", "<tbody>"]
-    order = ["study", "seed", "reps", "started", "finished", "seconds", "command", "study_file",
-             "study_file_sha256", "git_commit", "host", "jobs", "chunk_size", "backend"]
-    keys = [k for k in order if k in provenance] + sorted(k for k in provenance
-                                                          if k not in order and k not in ("versions", "stopped_early"))
-    for key in keys:
-        value = provenance[key]
-        text = value if isinstance(value, str) else json.dumps(value, default=str)
-        parts.append(f"<tr><td>{e(key)}</td><td><code>{e(str(text))}</code></td></tr>")
+
+_PROVENANCE_ORDER = ("study", "seed", "reps", "started", "finished", "seconds", "command", "study_file",
+                     "study_file_sha256", "git_commit", "host", "jobs", "chunk_size", "backend")
+
+
+def _provenance_section(provenance: dict[str, Any], run: dict[str, Any]) -> list[str]:
+    keys = [k for k in _PROVENANCE_ORDER if k in provenance]
+    keys += sorted(k for k in provenance if k not in _PROVENANCE_ORDER and k not in ("versions", "stopped_early"))
+    rows = [[k, provenance[k] if isinstance(provenance[k], str) else json.dumps(provenance[k], default=str)]
+            for k in keys]
     if isinstance(run, dict) and "complete" in run:
-        parts.append(f"<tr><td>complete</td><td><code>{e(str(run['complete']))}</code></td></tr>")
-    parts += ["</tbody>", "</table>", "</div>"]
+        rows.append(["complete", str(run["complete"])])
+    parts = [to_html(Table("provenance", "Where the results came from", ["item", "value"], rows, [False, False]))]
     versions = provenance.get("versions") or {}
-    if versions:
-        parts += ['<div class="scroll">', "<table>", "<caption>Versions</caption>",
-                  "<thead><tr><th>package</th><th>version</th></tr></thead>", "<tbody>"]
-        parts += [f"<tr><td>{e(str(k))}</td><td>{e(str(v))}</td></tr>" for k, v in versions.items()]
-        parts += ["</tbody>", "</table>", "</div>"]
-    parts.append("</section>")
-
-    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    parts += [f"<footer>Report written by simstudy {e(__version__)} at {e(now)} from summary.nc and study.json"
-              f"{' and estimates.nc' if figures and have_estimates else ''}; rebuild it with "
-              "<code>simstudy report DIR</code>.</footer>", "</main>", "</body>", "</html>"]
-    return "\n".join(parts) + "\n"
+    if isinstance(versions, dict) and versions:
+        rows = [[str(k), str(v)] for k, v in versions.items()]
+        parts.append(to_html(Table("versions", "Versions", ["package", "version"], rows, [False, False])))
+    return parts
 
 
-def _notes(summary: xr.Dataset) -> list[str]:
-    """Distinct non-empty notes (why a measure is NaN) with the number of cells they apply to."""
+def _notes(summary: xr.Dataset, params: Sequence[str]) -> list[str]:
+    """Why measures are missing (the summary's ``note``) for the tabulated parameters, with counts.
+
+    Rows of a method that does not estimate a parameter are not counted, as in the tables.
+    """
     if "note" not in summary:
         return []
+    shown = [p for p in params if p in _params(summary)]
+    sub = summary.sel({"param": shown})
+    failures = sum((sub[v] for v in ("n_fit_failed", "n_nonconverged") if v in sub), xr.zeros_like(sub["n_rep"]))
+    estimated = (sub["n_rep"] > 0) & ((sub["n_valid"] > 0) | (failures > 0))
     counts: dict[str, int] = {}
-    for note in np.asarray(summary["note"].values).ravel():
-        text = str(note)
-        if text:
-            counts[text] = counts.get(text, 0) + 1
-    return [f"{text} ({n} cell\u00d7method\u00d7param combination{'s' if n != 1 else ''})"
-            for text, n in sorted(counts.items())]
+    for note, keep in zip(np.asarray(sub["note"].values).ravel(), np.asarray(estimated.values).ravel()):
+        if keep and str(note):
+            counts[str(note)] = counts.get(str(note), 0) + 1
+    return [f"{text} ({n} row{'s' if n != 1 else ''})" for text, n in sorted(counts.items())]
 
 
 def _failure_sentence(summary: xr.Dataset) -> str:
     fits = int(summary["n_rep"].max("param").sum())
-    parts = []
-    for key, label in FAILURE_COUNTS.items():
-        if key in summary:
-            parts.append(f"{int(summary[key].sum())} {label}")
+    parts = [f"{int(summary[key].sum())} {label}" for key, label in FAILURE_COUNTS.items() if key in summary]
     if not parts:
         return f"{fits} fits; this summary has no failure counts."
     return f"Of {fits} fits (replicates \u00d7 methods over all cells): " + ", ".join(parts) + "."

@@ -32,7 +32,7 @@ from simstudy.cluster import workers
 from simstudy.dispatch import execute
 from simstudy.display import format_compact
 from simstudy.estimators.base import STATUSES
-from simstudy.fingerprint import describe
+from simstudy.fingerprint import label
 from simstudy.lock import RunLock
 from simstudy.plan import Plan
 from simstudy.preflight import preflight
@@ -212,8 +212,8 @@ def run_study(study: Study, config: RunConfig = RunConfig(), *, study_file: Path
         info |= {"jobs": jobs, "chunk_size": chunk, "backend": config.backend,
                  "started": datetime.now(timezone.utc).isoformat()}
         meta = {
-            "name": study.name, "design": study.design.to_dict(), "dgp": describe(study.dgp),
-            "methods": {m: describe(e) for m, e in study.estimators.items()},
+            "name": study.name, "design": study.design.to_dict(), "dgp": label(study.dgp),
+            "methods": {m: label(e) for m, e in study.estimators.items()},
             "description": dict(study.description), "show": list(study.show),
             "run": {"reps": reps, "seed": seed, "chunk_size": chunk, "max_failure_rate": config.max_failure_rate,
                     "study_file": str(study_file.resolve()) if study_file else None, "complete": False},

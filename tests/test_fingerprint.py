@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from simstudy.estimators import OLS
-from simstudy.fingerprint import _code_digest, cell_fingerprint, describe
+from simstudy.fingerprint import _code_digest, cell_fingerprint, describe, label
 
 
 def test_describe_has_no_addresses_and_is_stable():
@@ -32,3 +32,9 @@ def test_cell_fingerprint_inputs():
                   cell_fingerprint({"dgp": "D"}, {"n": 10}, {"x": 2.0}, 1),
                   cell_fingerprint({"dgp": "D"}, {"n": 10}, {"x": 1.0}, 2)):
         assert other != base
+
+
+def test_label_is_short_and_describe_is_complete():
+    est = OLS("y ~ x", groups="g", tol=1e-6)
+    assert label(est) == repr(est) and "tol" not in label(est)
+    assert "tol=1e-06" in describe(est)

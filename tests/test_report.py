@@ -128,6 +128,9 @@ def test_every_table_is_present(run_dir: Path, page: str):
     tables = parse(page).tables
     assert tables["table-measures_treat"] == 2 * 2 * len(METHODS)  # cells x methods
     assert tables["table-failures"] == 2 * 2 * len(METHODS)
+    assert tables["table-design"] == 4  # n_groups, group_size, icc, treatment_effect
+    assert tables["table-methods"] == len(METHODS)
+    assert tables["table-provenance"] > 5 and tables["table-versions"] > 5
     for stem in ("measures_treat", "failures"):
         assert (run_dir / "tables" / f"{stem}.md").is_file()
         assert (run_dir / "tables" / f"{stem}.tex").is_file()

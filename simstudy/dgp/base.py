@@ -9,12 +9,20 @@ A DGP is an object with
 - ``validate(**factors)``: raises ``ValueError`` with one clear line naming the factor and the value when a
   value is not allowed (group size 0, a negative variance, a non-integer count).
 
-The factors a DGP takes are the keyword parameters of ``generate`` (with their defaults); a design factor
-that is not one of them is an error.
+The factors a DGP takes, with their defaults, are what :func:`factor_names` returns; a design factor that is not
+one of them is an error. A DGP declares them in one of two ways:
+
+- a class attribute ``factors`` holding a dataclass with one field, with its default, per factor. The three
+  methods then take ``**factors`` and each builds the dataclass from them first (``f = self.factors(**factors)``),
+  which fills in the defaults and rejects an unknown factor name with a ``TypeError`` naming it. The DGPs of
+  this package use ``@dataclass(slots=True)`` with a ``check()`` method that ``validate`` runs (not frozen: that
+  would make building it, on every call of ``generate``, about 1.5 microseconds slower);
+- otherwise, the keyword parameters of ``generate`` after ``rng`` (``def generate(self, rng, n=20, mu=0.0)``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import math
 import numbers
@@ -44,7 +52,14 @@ class DGP(Protocol):
 
 
 def factor_names(dgp: DGP) -> dict[str, Any]:
-    """The factors ``dgp.generate`` takes, with their defaults (``inspect.Parameter.empty`` if none)."""
+    """The factors ``dgp`` takes, with their defaults (``inspect.Parameter.empty`` if none).
+
+    Read from the fields of the dataclass ``dgp.factors`` when there is one, else from the keyword parameters
+    of ``dgp.generate``.
+    """
+    declared = getattr(dgp, "factors", None)
+    if isinstance(declared, type) and dataclasses.is_dataclass(declared):
+        return {f.name: _field_default(f) for f in dataclasses.fields(declared) if f.init}
     sig = inspect.signature(dgp.generate)
     out = {}
     for name, p in sig.parameters.items():
@@ -52,6 +67,14 @@ def factor_names(dgp: DGP) -> dict[str, Any]:
             continue
         out[name] = p.default
     return out
+
+
+def _field_default(field: dataclasses.Field) -> Any:
+    if field.default is not dataclasses.MISSING:
+        return field.default
+    if field.default_factory is not dataclasses.MISSING:
+        return field.default_factory()
+    return inspect.Parameter.empty
 
 
 def check_count(name: str, value: Any, minimum: int = 1) -> int:

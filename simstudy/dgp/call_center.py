@@ -4,10 +4,46 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from simstudy.dgp.base import check_count, check_nonnegative, check_positive, check_real
+
+
+@dataclass(slots=True)
+class CallCenterFactors:
+    """The factors of :class:`CallCenter` (documented there), with their defaults; values are not converted."""
+
+    n_centres: int = 10
+    reps_per_centre: int = 6
+    calls_per_rep: int = 10
+    centre_var: float = 0.2
+    rep_var: float = 0.3
+    resid_var: float = 1.5
+    age_effect: float = 0.01
+    reason_effects: Sequence[float] = (-0.8, -0.4)
+    treatment_effect: float = 0.0
+    intercept: float = 7.0
+
+    def check(self, reasons: Sequence[str]) -> None:
+        """Raise ``ValueError`` naming the first factor whose value is not allowed (``reasons``: the DGP's labels)."""
+        check_count("n_centres", self.n_centres, minimum=2)
+        check_count("reps_per_centre", self.reps_per_centre)
+        check_count("calls_per_rep", self.calls_per_rep)
+        check_nonnegative("centre_var", self.centre_var)
+        check_nonnegative("rep_var", self.rep_var)
+        check_positive("resid_var", self.resid_var)
+        effects, n_eff = self.reason_effects, len(reasons) - 1
+        if isinstance(effects, (str, bytes)) or np.ndim(effects) != 1 or len(effects) != n_eff:
+            raise ValueError(
+                f"factor 'reason_effects' must be {n_eff} numbers (for {', '.join(reasons[1:])}), got {effects!r}"
+            )
+        for effect in effects:
+            check_real("reason_effects", effect)
+        for name in ("age_effect", "treatment_effect", "intercept"):
+            check_real(name, getattr(self, name))
 
 
 class CallCenter:
@@ -58,6 +94,9 @@ class CallCenter:
     reason may not occur; its coefficient is then not estimable there.
     """
 
+    #: The factors this DGP takes, with their defaults (read by :func:`simstudy.dgp.base.factor_names`).
+    factors = CallCenterFactors
+
     def __init__(
         self,
         reasons: Sequence[str] = ("billing", "cancel", "technical"),
@@ -79,31 +118,18 @@ class CallCenter:
         self._labels = np.array(self.reasons)
         self._cum = np.cumsum(probs)[:-1] / probs.sum()
 
-    def generate(
-        self,
-        rng: np.random.Generator,
-        *,
-        n_centres: int = 10,
-        reps_per_centre: int = 6,
-        calls_per_rep: int = 10,
-        centre_var: float = 0.2,
-        rep_var: float = 0.3,
-        resid_var: float = 1.5,
-        age_effect: float = 0.01,
-        reason_effects: Sequence[float] = (-0.8, -0.4),
-        treatment_effect: float = 0.0,
-        intercept: float = 7.0,
-    ) -> dict[str, np.ndarray]:
+    def generate(self, rng: np.random.Generator, **factors: Any) -> dict[str, np.ndarray]:
         """Draw one replicate (call :meth:`validate` once per cell first; this does not check)."""
-        C, R, K = int(n_centres), int(reps_per_centre), int(calls_per_rep)
+        f = self.factors(**factors)
+        C, R, K = int(f.n_centres), int(f.reps_per_centre), int(f.calls_per_rep)
         n_rep, n = C * R, C * R * K
         rep = np.repeat(np.arange(n_rep), K)
         centre = rep // R
         treat_c = np.zeros(C, np.int64)
         treat_c[rng.permutation(C)[: C // 2]] = 1
-        level_c = rng.normal(intercept, math.sqrt(centre_var), C)
-        level_c += treatment_effect * treat_c
-        level_r = rng.normal(0.0, math.sqrt(rep_var), n_rep)
+        level_c = rng.normal(f.intercept, math.sqrt(f.centre_var), C)
+        level_c += f.treatment_effect * treat_c
+        level_r = rng.normal(0.0, math.sqrt(f.rep_var), n_rep)
         level_r += np.repeat(level_c, R)
         age = rng.normal(self.age_mean, self.age_sd, n)
         np.clip(age, self.age_limits[0], self.age_limits[1], out=age)
@@ -111,9 +137,9 @@ class CallCenter:
         code = (u >= self._cum[0]).astype(np.intp)  # reason code = number of cumulative probabilities <= u
         for c in self._cum[1:]:
             code += u >= c
-        shift = np.array((0.0, *reason_effects), dtype=float)
-        y = rng.normal(0.0, math.sqrt(resid_var), n)
-        y += age_effect * age
+        shift = np.array((0.0, *f.reason_effects), dtype=float)
+        y = rng.normal(0.0, math.sqrt(f.resid_var), n)
+        y += f.age_effect * age
         y += shift[code]
         y += level_r[rep]
         return {
@@ -125,64 +151,23 @@ class CallCenter:
             "treat": treat_c[centre],
         }
 
-    def truth(
-        self,
-        *,
-        n_centres: int = 10,
-        reps_per_centre: int = 6,
-        calls_per_rep: int = 10,
-        centre_var: float = 0.2,
-        rep_var: float = 0.3,
-        resid_var: float = 1.5,
-        age_effect: float = 0.01,
-        reason_effects: Sequence[float] = (-0.8, -0.4),
-        treatment_effect: float = 0.0,
-        intercept: float = 7.0,
-    ) -> dict[str, float]:
+    def truth(self, **factors: Any) -> dict[str, float]:
         """True values of the estimands (see the class docstring), by parameter name."""
-        out = {"Intercept": float(intercept)}
-        for label, effect in zip(self.reasons[1:], reason_effects, strict=True):
+        f = self.factors(**factors)
+        out = {"Intercept": float(f.intercept)}
+        for label, effect in zip(self.reasons[1:], f.reason_effects, strict=True):
             out[f"C(reason)[T.{label}]"] = float(effect)
         out.update(
             {
-                "age": float(age_effect),
-                "treat": float(treatment_effect),
-                "var(centre)": float(centre_var),
-                "var(rep)": float(rep_var),
-                "var(residual)": float(resid_var),
+                "age": float(f.age_effect),
+                "treat": float(f.treatment_effect),
+                "var(centre)": float(f.centre_var),
+                "var(rep)": float(f.rep_var),
+                "var(residual)": float(f.resid_var),
             }
         )
         return out
 
-    def validate(
-        self,
-        *,
-        n_centres: int = 10,
-        reps_per_centre: int = 6,
-        calls_per_rep: int = 10,
-        centre_var: float = 0.2,
-        rep_var: float = 0.3,
-        resid_var: float = 1.5,
-        age_effect: float = 0.01,
-        reason_effects: Sequence[float] = (-0.8, -0.4),
-        treatment_effect: float = 0.0,
-        intercept: float = 7.0,
-    ) -> None:
+    def validate(self, **factors: Any) -> None:
         """Raise ``ValueError`` naming the first factor whose value is not allowed."""
-        check_count("n_centres", n_centres, minimum=2)
-        check_count("reps_per_centre", reps_per_centre)
-        check_count("calls_per_rep", calls_per_rep)
-        check_nonnegative("centre_var", centre_var)
-        check_nonnegative("rep_var", rep_var)
-        check_positive("resid_var", resid_var)
-        n_eff = len(self.reasons) - 1
-        if isinstance(reason_effects, (str, bytes)) or np.ndim(reason_effects) != 1 or len(reason_effects) != n_eff:
-            raise ValueError(
-                f"factor 'reason_effects' must be {n_eff} numbers (for {', '.join(self.reasons[1:])}), "
-                f"got {reason_effects!r}"
-            )
-        for effect in reason_effects:
-            check_real("reason_effects", effect)
-        check_real("age_effect", age_effect)
-        check_real("treatment_effect", treatment_effect)
-        check_real("intercept", intercept)
+        self.factors(**factors).check(self.reasons)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 
@@ -29,6 +31,51 @@ def max_size_spread(n_groups: int, group_size: int) -> float:
     Reached when one group has ``n_groups * (group_size - 1) + 1`` units and every other group one unit.
     """
     return (group_size - 1) * math.sqrt(n_groups - 1) / group_size
+
+
+@dataclass(slots=True)
+class RandomInterceptFactors:
+    """The factors of :class:`RandomIntercept` (documented there), with their defaults; values are not converted."""
+
+    n_groups: int = 30
+    group_size: int = 20
+    size_spread: float = 0.0
+    group_var: float | None = None
+    icc: float | None = None
+    resid_var: float = 1.0
+    beta_x: float = 0.5
+    treatment_effect: float = 0.0
+    intercept: float = 0.0
+
+    def check(self) -> None:
+        """Raise ``ValueError`` naming the first factor whose value is not allowed."""
+        G = check_count("n_groups", self.n_groups, minimum=2)
+        m = check_count("group_size", self.group_size)
+        s = check_nonnegative("size_spread", self.size_spread)
+        if s > 0 and s >= max_size_spread(G, m):
+            raise ValueError(
+                f"factor 'size_spread' must be below {max_size_spread(G, m):.4g} "
+                f"(the largest CV possible with n_groups={G}, group_size={m}), got {self.size_spread!r}"
+            )
+        check_positive("resid_var", self.resid_var)
+        if self.group_var is not None and self.icc is not None:
+            raise ValueError(
+                "factors 'group_var' and 'icc' are alternatives: give one, "
+                f"got group_var={self.group_var!r}, icc={self.icc!r}"
+            )
+        if self.group_var is not None:
+            check_nonnegative("group_var", self.group_var)
+        if self.icc is not None:
+            check_proportion("icc", self.icc)
+        for name in ("beta_x", "treatment_effect", "intercept"):
+            check_real(name, getattr(self, name))
+
+    def group_variance(self) -> float:
+        """Between-group variance: ``group_var`` if given, else from ``icc`` (:data:`DEFAULT_ICC` if neither)."""
+        if self.group_var is not None:
+            return float(self.group_var)
+        icc = DEFAULT_ICC if self.icc is None else self.icc
+        return float(icc * self.resid_var / (1.0 - icc))
 
 
 class RandomIntercept:
@@ -84,101 +131,44 @@ class RandomIntercept:
     ``var(residual)`` = :math:`\sigma_e^2`.
     """
 
-    def generate(
-        self,
-        rng: np.random.Generator,
-        *,
-        n_groups: int = 30,
-        group_size: int = 20,
-        size_spread: float = 0.0,
-        group_var: float | None = None,
-        icc: float | None = None,
-        resid_var: float = 1.0,
-        beta_x: float = 0.5,
-        treatment_effect: float = 0.0,
-        intercept: float = 0.0,
-    ) -> dict[str, np.ndarray]:
+    #: The factors this DGP takes, with their defaults (read by :func:`simstudy.dgp.base.factor_names`).
+    factors = RandomInterceptFactors
+
+    def generate(self, rng: np.random.Generator, **factors: Any) -> dict[str, np.ndarray]:
         """Draw one replicate (call :meth:`validate` once per cell first; this does not check)."""
-        G, m = int(n_groups), int(group_size)
+        f = self.factors(**factors)
+        G, m = int(f.n_groups), int(f.group_size)
         n = G * m
-        sd_u = math.sqrt(_group_var(group_var, icc, resid_var))
-        if size_spread > 0:
-            sizes = _unequal_sizes(rng, G, m, float(size_spread))
+        sd_u = math.sqrt(f.group_variance())
+        if f.size_spread > 0:
+            sizes = _unequal_sizes(rng, G, m, float(f.size_spread))
             group = np.repeat(np.arange(G), sizes)
         else:
             group = np.repeat(np.arange(G), m)
         treat_g = np.zeros(G, np.int64)
         treat_g[rng.permutation(G)[: G // 2]] = 1
         level = rng.normal(0.0, sd_u, G)
-        level += treatment_effect * treat_g
+        level += f.treatment_effect * treat_g
         x = rng.standard_normal(n)
-        y = rng.normal(intercept, math.sqrt(resid_var), n)
-        y += beta_x * x
+        y = rng.normal(f.intercept, math.sqrt(f.resid_var), n)
+        y += f.beta_x * x
         y += level[group]
         return {"y": y, "x": x, "treat": treat_g[group], "group": group}
 
-    def truth(
-        self,
-        *,
-        n_groups: int = 30,
-        group_size: int = 20,
-        size_spread: float = 0.0,
-        group_var: float | None = None,
-        icc: float | None = None,
-        resid_var: float = 1.0,
-        beta_x: float = 0.5,
-        treatment_effect: float = 0.0,
-        intercept: float = 0.0,
-    ) -> dict[str, float]:
+    def truth(self, **factors: Any) -> dict[str, float]:
         """True values of ``Intercept``, ``x``, ``treat``, ``var(group)``, ``var(residual)``."""
+        f = self.factors(**factors)
         return {
-            "Intercept": float(intercept),
-            "x": float(beta_x),
-            "treat": float(treatment_effect),
-            "var(group)": _group_var(group_var, icc, resid_var),
-            "var(residual)": float(resid_var),
+            "Intercept": float(f.intercept),
+            "x": float(f.beta_x),
+            "treat": float(f.treatment_effect),
+            "var(group)": f.group_variance(),
+            "var(residual)": float(f.resid_var),
         }
 
-    def validate(
-        self,
-        *,
-        n_groups: int = 30,
-        group_size: int = 20,
-        size_spread: float = 0.0,
-        group_var: float | None = None,
-        icc: float | None = None,
-        resid_var: float = 1.0,
-        beta_x: float = 0.5,
-        treatment_effect: float = 0.0,
-        intercept: float = 0.0,
-    ) -> None:
+    def validate(self, **factors: Any) -> None:
         """Raise ``ValueError`` naming the first factor whose value is not allowed."""
-        G = check_count("n_groups", n_groups, minimum=2)
-        m = check_count("group_size", group_size)
-        s = check_nonnegative("size_spread", size_spread)
-        if s > 0 and s >= max_size_spread(G, m):
-            raise ValueError(
-                f"factor 'size_spread' must be below {max_size_spread(G, m):.4g} "
-                f"(the largest CV possible with n_groups={G}, group_size={m}), got {size_spread!r}"
-            )
-        check_positive("resid_var", resid_var)
-        if group_var is not None and icc is not None:
-            raise ValueError(
-                f"factors 'group_var' and 'icc' are alternatives: give one, got group_var={group_var!r}, icc={icc!r}"
-            )
-        if group_var is not None:
-            check_nonnegative("group_var", group_var)
-        if icc is not None:
-            check_proportion("icc", icc)
-        for name, value in (("beta_x", beta_x), ("treatment_effect", treatment_effect), ("intercept", intercept)):
-            check_real(name, value)
-
-
-def _group_var(group_var: float | None, icc: float | None, resid_var: float) -> float:
-    if group_var is not None:
-        return float(group_var)
-    icc = DEFAULT_ICC if icc is None else icc
-    return float(icc * resid_var / (1.0 - icc))
+        self.factors(**factors).check()
 
 
 def _unequal_sizes(rng: np.random.Generator, G: int, m: int, s: float) -> np.ndarray:

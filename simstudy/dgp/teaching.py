@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -25,6 +27,40 @@ def capped_normal_moments(mean: float, sd: float, cap: float) -> tuple[float, fl
     m1 = a * upper - pdf
     m2 = (1.0 - upper) - a * pdf + a * a * upper
     return mean + sd * m1, sd * sd * max(m2 - m1 * m1, 0.0)
+
+
+@dataclass(slots=True)
+class TeachingMethodsFactors:
+    """The factors of :class:`TeachingMethods` (documented there), with their defaults; values are not converted."""
+
+    n_methods: int = 3
+    instructors_per_method: int = 10
+    students_per_instructor: int = 20
+    instructor_sd: float = 3.0
+    resid_sd: float = 10.0
+    method_effects_pct: Sequence[float] = (0.0, 5.0, 10.0)
+    base_score: float = 70.0
+    gpa_slope: float = 10.0
+    gpa_mean: float = 3.0
+    gpa_sd: float = 0.25
+
+    def check(self) -> None:
+        """Raise ``ValueError`` naming the first factor whose value is not allowed."""
+        K = check_count("n_methods", self.n_methods, minimum=2)
+        check_count("instructors_per_method", self.instructors_per_method)
+        check_count("students_per_instructor", self.students_per_instructor)
+        check_nonnegative("instructor_sd", self.instructor_sd)
+        check_positive("resid_sd", self.resid_sd)
+        pct = self.method_effects_pct
+        if isinstance(pct, (str, bytes)) or np.ndim(pct) != 1:
+            raise ValueError(f"factor 'method_effects_pct' must be a sequence of numbers, got {pct!r}")
+        if len(pct) != K:
+            raise ValueError(f"factor 'method_effects_pct' must have n_methods={K} values, got {pct!r}")
+        for p in pct:
+            check_real("method_effects_pct", p)
+        for name in ("base_score", "gpa_slope", "gpa_mean"):
+            check_real(name, getattr(self, name))
+        check_nonnegative("gpa_sd", self.gpa_sd)
 
 
 class TeachingMethods:
@@ -83,92 +119,44 @@ class TeachingMethods:
         self.gpa_cap = float(gpa_cap)
         self.gpa_centre = float(gpa_centre)
 
-    def generate(
-        self,
-        rng: np.random.Generator,
-        *,
-        n_methods: int = 3,
-        instructors_per_method: int = 10,
-        students_per_instructor: int = 20,
-        instructor_sd: float = 3.0,
-        resid_sd: float = 10.0,
-        method_effects_pct: Sequence[float] = (0.0, 5.0, 10.0),
-        base_score: float = 70.0,
-        gpa_slope: float = 10.0,
-        gpa_mean: float = 3.0,
-        gpa_sd: float = 0.25,
-    ) -> dict[str, np.ndarray]:
+    #: The factors this DGP takes, with their defaults (read by :func:`simstudy.dgp.base.factor_names`).
+    factors = TeachingMethodsFactors
+
+    def generate(self, rng: np.random.Generator, **factors: Any) -> dict[str, np.ndarray]:
         """Draw one replicate (call :meth:`validate` once per cell first; this does not check)."""
-        K, J, S = int(n_methods), int(instructors_per_method), int(students_per_instructor)
+        f = self.factors(**factors)
+        K, J, S = int(f.n_methods), int(f.instructors_per_method), int(f.students_per_instructor)
         n_inst, n = K * J, K * J * S
         instructor = np.repeat(np.arange(n_inst), S)
-        method_mean = base_score * (1.0 + np.asarray(method_effects_pct, dtype=float) / 100.0)
-        level = rng.normal(0.0, instructor_sd, n_inst)
-        level += np.repeat(method_mean - gpa_slope * self.gpa_centre, J)
-        hs_gpa = np.minimum(rng.normal(gpa_mean, gpa_sd, n), self.gpa_cap)
-        score = rng.normal(0.0, resid_sd, n)
-        score += gpa_slope * hs_gpa
+        method_mean = f.base_score * (1.0 + np.asarray(f.method_effects_pct, dtype=float) / 100.0)
+        level = rng.normal(0.0, f.instructor_sd, n_inst)
+        level += np.repeat(method_mean - f.gpa_slope * self.gpa_centre, J)
+        hs_gpa = np.minimum(rng.normal(f.gpa_mean, f.gpa_sd, n), self.gpa_cap)
+        score = rng.normal(0.0, f.resid_sd, n)
+        score += f.gpa_slope * hs_gpa
         score += level[instructor]
         return {"score": score, "hs_gpa": hs_gpa, "instructor": instructor, "method": instructor // J}
 
-    def truth(
-        self,
-        *,
-        n_methods: int = 3,
-        instructors_per_method: int = 10,
-        students_per_instructor: int = 20,
-        instructor_sd: float = 3.0,
-        resid_sd: float = 10.0,
-        method_effects_pct: Sequence[float] = (0.0, 5.0, 10.0),
-        base_score: float = 70.0,
-        gpa_slope: float = 10.0,
-        gpa_mean: float = 3.0,
-        gpa_sd: float = 0.25,
-    ) -> dict[str, float]:
+    def truth(self, **factors: Any) -> dict[str, float]:
         """True values of the estimands (see the class docstring), by parameter name."""
-        pct = [float(p) for p in method_effects_pct]
-        base0 = base_score * (1.0 + pct[0] / 100.0)
+        f = self.factors(**factors)
+        pct = [float(p) for p in f.method_effects_pct]
+        base0 = f.base_score * (1.0 + pct[0] / 100.0)
         out: dict[str, float] = {}
         if self.adjust_gpa:
-            out["Intercept"] = base0 - gpa_slope * self.gpa_centre
-            out["hs_gpa"] = float(gpa_slope)
-            resid = resid_sd**2
+            out["Intercept"] = base0 - f.gpa_slope * self.gpa_centre
+            out["hs_gpa"] = float(f.gpa_slope)
+            resid = f.resid_sd**2
         else:
-            mean_g, var_g = capped_normal_moments(gpa_mean, gpa_sd, self.gpa_cap)
-            out["Intercept"] = base0 + gpa_slope * (mean_g - self.gpa_centre)
-            resid = resid_sd**2 + gpa_slope**2 * var_g
+            mean_g, var_g = capped_normal_moments(f.gpa_mean, f.gpa_sd, self.gpa_cap)
+            out["Intercept"] = base0 + f.gpa_slope * (mean_g - self.gpa_centre)
+            resid = f.resid_sd**2 + f.gpa_slope**2 * var_g
         for k in range(1, len(pct)):
-            out[f"C(method)[T.{k}]"] = base_score * (pct[k] - pct[0]) / 100.0
-        out["var(instructor)"] = float(instructor_sd) ** 2
+            out[f"C(method)[T.{k}]"] = f.base_score * (pct[k] - pct[0]) / 100.0
+        out["var(instructor)"] = float(f.instructor_sd) ** 2
         out["var(residual)"] = float(resid)
         return out
 
-    def validate(
-        self,
-        *,
-        n_methods: int = 3,
-        instructors_per_method: int = 10,
-        students_per_instructor: int = 20,
-        instructor_sd: float = 3.0,
-        resid_sd: float = 10.0,
-        method_effects_pct: Sequence[float] = (0.0, 5.0, 10.0),
-        base_score: float = 70.0,
-        gpa_slope: float = 10.0,
-        gpa_mean: float = 3.0,
-        gpa_sd: float = 0.25,
-    ) -> None:
+    def validate(self, **factors: Any) -> None:
         """Raise ``ValueError`` naming the first factor whose value is not allowed."""
-        K = check_count("n_methods", n_methods, minimum=2)
-        check_count("instructors_per_method", instructors_per_method)
-        check_count("students_per_instructor", students_per_instructor)
-        check_nonnegative("instructor_sd", instructor_sd)
-        check_positive("resid_sd", resid_sd)
-        if isinstance(method_effects_pct, (str, bytes)) or np.ndim(method_effects_pct) != 1:
-            raise ValueError(f"factor 'method_effects_pct' must be a sequence of numbers, got {method_effects_pct!r}")
-        if len(method_effects_pct) != K:
-            raise ValueError(f"factor 'method_effects_pct' must have n_methods={K} values, got {method_effects_pct!r}")
-        for p in method_effects_pct:
-            check_real("method_effects_pct", p)
-        for name, value in (("base_score", base_score), ("gpa_slope", gpa_slope), ("gpa_mean", gpa_mean)):
-            check_real(name, value)
-        check_nonnegative("gpa_sd", gpa_sd)
+        self.factors(**factors).check()

@@ -112,6 +112,11 @@ class FastMixedLM:
         self.df_method = df_method
         self.slope = slope
 
+    def __repr__(self) -> str:
+        groups = self.groups[0] if len(self.groups) == 1 else list(self.groups)
+        opts = "".join(f", {k}={v!r}" for k, v in (("slope", self.slope), ("df_method", self.df_method)) if v)
+        return f"FastMixedLM({self.formula.text!r}, groups={groups!r}{opts}, reml={self.reml}, level={self.level})"
+
     # ------------------------------------------------------------------ public API
     def fit(self, data: Data) -> Fit:
         """Fit one replicate (the batched code with a batch of one)."""

@@ -5,13 +5,11 @@ options, and returns a :class:`matplotlib.figure.Figure`. Figures are built with
 this package does not choose a backend or open windows, and a figure is freed once it is no longer
 referenced; save one with ``fig.savefig(path)``, or let Jupyter display it.
 
-=====================  ===================================================================
-:func:`plot_performance`  a measure against one factor, one line per method, MCSE error bars
-:func:`plot_nested_loop`  every cell of a many-factor grid on one axis (Ruecker & Schwarzer)
-:func:`plot_zip`          coverage as a zip plot of the intervals (Morris et al. 2019)
-:func:`plot_power`        power curves against the number of groups, with the target power
-:func:`plot_failures`     failure, non-convergence and boundary rates per cell and method
-=====================  ===================================================================
+- :func:`plot_performance`: a measure against one factor, one line per method, MCSE error bars
+- :func:`plot_nested_loop`: every cell of a many-factor grid on one axis (Ruecker & Schwarzer 2014)
+- :func:`plot_zip`: coverage as a zip plot of the intervals (Morris, White & Crowther 2019)
+- :func:`plot_power`: power curves against the number of groups, with the target power
+- :func:`plot_failures`: failure, non-convergence and boundary rates per cell and method
 """
 
 from simstudy.plots.failures import plot_failures

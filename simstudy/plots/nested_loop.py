@@ -101,7 +101,7 @@ def plot_nested_loop(
     edges = np.arange(n + 1, dtype=float)
     centres = edges[:-1] + 0.5
     if figsize is None:
-        figsize = (min(max(7.0, 0.22 * n + 4.0), 18.0), 4.2 + 0.45 * len(order))
+        figsize = (min(max(8.0, 0.22 * n + 4.5), 18.0), 4.4 + 0.45 * len(order))
     fig = Figure(figsize=figsize, layout="constrained")
     top, legs = fig.subplots(2, 1, sharex=True, height_ratios=[3.2, 0.5 * len(order) + 0.2])
 
@@ -132,8 +132,8 @@ def plot_nested_loop(
     top.set_xlim(0, n)
 
     _draw_legs(legs, sub, order, cells, edges)
-    legs.set_xlabel("cells, nested: " + " > ".join(order) + " (outermost first)")
-    c.legend(fig, [top], first=methods)
+    legs.set_xlabel("cells, factors nested (outermost first):\n" + " > ".join(order))
+    c.legend(fig, [top], first=methods, loc="outside lower center", ncol=min(len(methods) + 2, 6))
     title = f"{measure} of {param}, nested loop over {n} cells"
     if fixed:
         title += f" ({c.cell_label(fixed)})"

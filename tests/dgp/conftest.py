@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from collections.abc import Callable
 
 import numpy as np
 import pytest
 
+from simstudy.dgp import factor_names
 from simstudy.formula import Formula
 
 
@@ -39,21 +41,21 @@ def ols() -> Callable[[str, dict], dict[str, float]]:
 
 
 @pytest.fixture
-def same_factors() -> Callable[[object], None]:
-    """Check that ``generate``, ``truth`` and ``validate`` take the same factor keywords with the same defaults."""
+def declared_factors() -> Callable[[object], None]:
+    """Check the factor declaration: a dataclass ``factors`` that ``generate``, ``truth`` and ``validate`` build."""
 
     def check(dgp: object) -> None:
-        def params(fn):
-            return {
-                name: p.default
-                for name, p in inspect.signature(fn).parameters.items()
-                if name != "rng" and p.kind is p.KEYWORD_ONLY
-            }
-
-        gen = params(dgp.generate)
-        assert gen and all(v is not inspect.Parameter.empty for v in gen.values())
-        assert params(dgp.truth) == gen
-        assert params(dgp.validate) == gen
-        dgp.validate(**gen)
+        cls = type(dgp).factors
+        assert dataclasses.is_dataclass(cls)
+        defaults = factor_names(dgp)
+        assert defaults == {f.name: f.default for f in dataclasses.fields(cls)}
+        assert defaults and all(v is not inspect.Parameter.empty for v in defaults.values())
+        dgp.validate(**defaults)
+        assert dgp.truth(**defaults) == dgp.truth()
+        data, again = dgp.generate(np.random.default_rng(1), **defaults), dgp.generate(np.random.default_rng(1))
+        assert all(np.array_equal(data[k], again[k]) for k in data)
+        for method in (dgp.validate, dgp.truth, lambda **f: dgp.generate(np.random.default_rng(0), **f)):
+            with pytest.raises(TypeError, match="'not_a_factor'"):
+                method(not_a_factor=1)
 
     return check

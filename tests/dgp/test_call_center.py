@@ -20,9 +20,9 @@ def nested_anova(r: np.ndarray, C: int, R: int, K: int) -> tuple[float, float, f
     return (ms_centre - ms_rep) / (R * K), (ms_rep - ms_e) / K, ms_e
 
 
-def test_contract_and_columns(same_factors):
+def test_contract_and_columns(declared_factors):
     assert isinstance(DGP_, DGP)
-    same_factors(DGP_)
+    declared_factors(DGP_)
     d = DGP_.generate(np.random.default_rng(0), n_centres=5, reps_per_centre=3, calls_per_rep=4)
     assert set(d) == {"call_CSAT", "age", "reason", "centre", "rep", "treat"}
     assert all(v.shape == (60,) for v in d.values())

@@ -18,9 +18,9 @@ def one_way_anova(r: np.ndarray, n_groups: int, size: int) -> tuple[float, float
     return (msb - msw) / size, msw
 
 
-def test_contract_and_columns(same_factors):
+def test_contract_and_columns(declared_factors):
     assert isinstance(DGP_, DGP)
-    same_factors(DGP_)
+    declared_factors(DGP_)
     d = DGP_.generate(np.random.default_rng(0), n_groups=7, group_size=5)
     assert set(d) == {"y", "x", "treat", "group"}
     assert all(v.shape == (35,) for v in d.values())

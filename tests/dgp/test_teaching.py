@@ -20,10 +20,10 @@ def instructor_anova(r: np.ndarray, n_instructors: int, size: int) -> tuple[floa
     return (msb - msw) / size, msw
 
 
-def test_contract_and_columns(same_factors):
+def test_contract_and_columns(declared_factors):
     assert isinstance(DGP_, DGP)
-    same_factors(DGP_)
-    same_factors(TeachingMethods(adjust_gpa=False))
+    declared_factors(DGP_)
+    declared_factors(TeachingMethods(adjust_gpa=False))
     d = DGP_.generate(np.random.default_rng(0), **SMALL)
     assert set(d) == {"score", "hs_gpa", "instructor", "method"}
     assert all(v.shape == (60,) for v in d.values())
