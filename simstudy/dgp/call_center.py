@@ -68,8 +68,8 @@ class CallCenter:
     reason_probs : tuple of float, default (0.5, 0.2, 0.3)
     age_mean, age_sd, age_limits : default 45, 15, (18, 90)
 
-    Factors (keyword arguments of :meth:`generate`, :meth:`truth` and :meth:`validate`)
-    ----------------------------------------------------------------------------------
+    Factors (fields of :attr:`factors`, keyword arguments of :meth:`generate`, :meth:`truth`, :meth:`validate`)
+    -----------------------------------------------------------------------------------------------------------
     n_centres : int, default 10
         Number of centres :math:`C` (at least 2).
     reps_per_centre, calls_per_rep : int, default 6 and 10

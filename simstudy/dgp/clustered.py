@@ -89,8 +89,8 @@ class RandomIntercept:
     all independent. Exactly ``floor(G / 2)`` groups are treated (``treat = 1``), chosen at random in each
     replicate (a completely randomised cluster-level assignment).
 
-    Factors (keyword arguments of :meth:`generate`, :meth:`truth` and :meth:`validate`)
-    ----------------------------------------------------------------------------------
+    Factors (fields of :attr:`factors`, keyword arguments of :meth:`generate`, :meth:`truth`, :meth:`validate`)
+    -----------------------------------------------------------------------------------------------------------
     n_groups : int, default 30
         Number of groups :math:`G` (at least 2, so that both arms have a group).
     group_size : int, default 20

@@ -78,8 +78,8 @@ class TeachingMethods:
     not of students. The cap (4) and the centring constant (3) are constructor arguments ``gpa_cap`` and
     ``gpa_centre``.
 
-    Factors (keyword arguments of :meth:`generate`, :meth:`truth` and :meth:`validate`)
-    ----------------------------------------------------------------------------------
+    Factors (fields of :attr:`factors`, keyword arguments of :meth:`generate`, :meth:`truth`, :meth:`validate`)
+    -----------------------------------------------------------------------------------------------------------
     n_methods : int, default 3
         Number of methods :math:`K` (at least 2).
     instructors_per_method : int, default 10
