@@ -93,7 +93,7 @@ def main() -> None:
     two = framework(args.parallel_reps, jobs=2)
     other = one["total"] - one["generate"] - one["ols"] - one["lmm"]
     base_total = base["ols"] + base["lmm"]
-    print(f"per replicate, 30 groups x 20, OLS + mixed model (medians; one BLAS thread)")
+    print("per replicate, 30 groups x 20, OLS + mixed model (medians; one BLAS thread)")
     print(f"  notebook loop (smf.ols + smf.mixedlm):  {base_total * ms:8.3f} ms"
           f"  (ols {base['ols'] * ms:.3f}, mixedlm {base['lmm'] * ms:.3f})")
     print(f"  simstudy, 1 job ({args.reps} reps):            {one['total'] * ms:8.3f} ms"

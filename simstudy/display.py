@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import xarray as xr
@@ -12,6 +12,20 @@ from simstudy.measures import MEASURES
 
 #: Measures shown by ``simstudy run`` and ``simstudy show``.
 COMPACT: tuple[str, ...] = ("bias", "coverage", "rmse")
+
+
+def fmt(value: object) -> str:
+    """A factor level or number for a label: ``6``, ``0.05``, ``ols``."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def cell_label(cell: Mapping[str, object]) -> str:
+    """``n_groups=6, icc=0.05``."""
+    return ", ".join(f"{k}={fmt(v)}" for k, v in cell.items())
 
 
 def cell(value: float, mcse: float | None, digits: int = 4) -> str:

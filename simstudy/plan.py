@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 
 from simstudy.checkpoint import ChunkFile, CorruptChunk, key_hex, list_chunks, read_chunk
 from simstudy.chunk import ChunkResult, Task
+from simstudy.display import cell_label
 from simstudy.fingerprint import cell_fingerprint, study_parts
 from simstudy.rng import cell_key
 
@@ -101,8 +102,7 @@ class Plan:
         for i, cell in enumerate(self.cells):
             spans = [(t.start, t.stop - 1) for t in self.tasks(chunk_size) if t.cell_index == i]
             if spans:
-                where = ", ".join(f"{k}={v}" for k, v in cell.items())
-                out.append(f"{where}: replicates " + ", ".join(f"{a}-{b}" if a != b else f"{a}" for a, b in spans))
+                out.append(f"{cell_label(cell)}: replicates " + ", ".join(f"{a}-{b}" if a != b else f"{a}" for a, b in spans))
         return out
 
     def record(self, cf: ChunkFile, i: int) -> None:

@@ -14,29 +14,26 @@ import numpy as np
 import pandas as pd
 
 from simstudy.chunk import safe_fit
+from simstudy.display import cell_label
 from simstudy.formula import Formula
 from simstudy.rng import cell_key, replicate_rng
-
-
-def _where(cell: Mapping[str, Any]) -> str:
-    return ", ".join(f"{k}={v}" for k, v in cell.items())
 
 
 def check_data(data: Any, cell: Mapping[str, Any]) -> None:
     """Raise ``ValueError`` unless ``data`` is a table of equal-length, NaN-free 1-D columns."""
     if not isinstance(data, (Mapping, pd.DataFrame)) or len(data.keys()) == 0:
         raise ValueError(f"the DGP must return a dict of columns or a DataFrame, got {type(data).__name__} "
-                         f"(cell {_where(cell)})")
+                         f"(cell {cell_label(cell)})")
     lengths = set()
     for name in data.keys():
         col = np.asarray(data[name])
         if col.ndim != 1:
-            raise ValueError(f"the DGP's column {name!r} is not 1-D (shape {col.shape}; cell {_where(cell)})")
+            raise ValueError(f"the DGP's column {name!r} is not 1-D (shape {col.shape}; cell {cell_label(cell)})")
         lengths.add(col.shape[0])
         if col.dtype.kind in "fc" and not np.isfinite(col).all():
-            raise ValueError(f"the DGP returned NaN or infinite values in column {name!r} (cell {_where(cell)})")
+            raise ValueError(f"the DGP returned NaN or infinite values in column {name!r} (cell {cell_label(cell)})")
     if len(lengths) != 1 or 0 in lengths:
-        raise ValueError(f"the DGP's columns have different or zero lengths {sorted(lengths)} (cell {_where(cell)})")
+        raise ValueError(f"the DGP's columns have different or zero lengths {sorted(lengths)} (cell {cell_label(cell)})")
 
 
 def check_estimator(method: str, estimator: Any, data: Any) -> None:
@@ -65,7 +62,7 @@ def preflight(study: Any, cell: Mapping[str, Any], seed: int) -> float:
     try:
         data = study.dgp.generate(replicate_rng(seed, cell_key(cell), 1), **cell)
     except Exception as exc:
-        raise ValueError(f"the DGP failed on cell {_where(cell)}: {type(exc).__name__}: {exc}") from None
+        raise ValueError(f"the DGP failed on cell {cell_label(cell)}: {type(exc).__name__}: {exc}") from None
     check_data(data, cell)
     for method, estimator in study.estimators.items():
         check_estimator(method, estimator, data)

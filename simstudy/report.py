@@ -29,6 +29,7 @@ import xarray as xr
 
 from simstudy import __version__
 from simstudy.display import cell as value_mcse
+from simstudy.display import cell_label, fmt
 from simstudy.store import read_json, read_netcdf
 
 #: The measures in the report's tables, in order; a column that is NaN throughout is left out.
@@ -200,18 +201,6 @@ def _stems(names: Sequence[str], prefix: str) -> list[str]:
     return out
 
 
-def _fmt(value: Any) -> str:
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value)
-
-
-def _label(cell: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={_fmt(v)}" for k, v in cell.items())
-
-
 def _fixed(ds: xr.Dataset) -> dict[str, Any]:
     return {f: ds.coords[f].values[0] for f in _factors(ds) if ds.sizes[f] == 1}
 
@@ -247,13 +236,13 @@ def _measures_table(summary: xr.Dataset, param: str, stem: str) -> Table:
             failures = sum(int(s[v]) for v in ("n_fit_failed", "n_nonconverged") if v in s)
             if attempted == 0 or (valid == 0 and failures == 0):
                 continue  # the method does not estimate this parameter
-            row = [_fmt(cell[f]) for f in factors] + [m]
+            row = [fmt(cell[f]) for f in factors] + [m]
             row += [value_mcse(float(s[k]), float(s[f"{k}_mcse"]), 4) for k in measures]
             rows.append(row + [f"{valid}/{attempted}"])
     caption = f"Performance measures for {param}: value (Monte Carlo SE)"
     fixed = _fixed(summary)
     if fixed:
-        caption += f"; {_label(fixed)}"
+        caption += f"; {cell_label(fixed)}"
     caption += ". valid/reps: replicates with an estimate and its SE, of those run."
     return Table(stem, caption, header, rows, [False] * (len(factors) + 1) + [True] * (len(measures) + 1))
 
@@ -269,12 +258,12 @@ def _failures_table(summary: xr.Dataset) -> Table:
         one = _pick(sub, cell)
         for m in _methods(summary):
             s = one.sel({"method": m})
-            rows.append([_fmt(cell[f]) for f in factors] + [m, str(int(s["n_rep"].max()))]
+            rows.append([fmt(cell[f]) for f in factors] + [m, str(int(s["n_rep"].max()))]
                         + [str(int(s[k])) for k in counts])
     caption = "Fits per cell and method that failed, did not converge, or ended on the boundary"
     fixed = _fixed(summary)
     if fixed:
-        caption += f" ({_label(fixed)})"
+        caption += f" ({cell_label(fixed)})"
     return Table("failures", caption + ".", header, rows, [False] * (len(factors) + 1) + [True] * (len(counts) + 1))
 
 
@@ -348,7 +337,7 @@ def _figure_specs(summary: xr.Dataset, estimates: xr.Dataset | None, shown: Sequ
     x = "n_groups" if "n_groups" in moving else (moving[0] if moving else None)
     extra = [f for f in moving if f != x][2:]  # more than two facet factors: hold the rest at one level
     hold = {f: summary.coords[f].values[0] for f in extra}
-    held = f" Held at one level: {_label(hold)} (the nested loop plot shows every cell)." if hold else ""
+    held = f" Held at one level: {cell_label(hold)} (the nested loop plot shows every cell)." if hold else ""
     numeric = [f for f in moving if np.issubdtype(summary.coords[f].dtype, np.number)]
     power_x = "n_groups" if "n_groups" in numeric else (numeric[0] if numeric else None)
     power_extra = [f for f in moving if f != power_x][2:]
@@ -376,7 +365,7 @@ def _figure_specs(summary: xr.Dataset, estimates: xr.Dataset | None, shown: Sequ
             cell = _worst_cell(summary, p)
             specs.append(FigureSpec(
                 f"zip_{slug}",
-                f"Zip plot of the intervals for {p} at {_label(cell) or 'the only cell'} (the cell with "
+                f"Zip plot of the intervals for {p} at {cell_label(cell) or 'the only cell'} (the cell with "
                 "the lowest coverage of any method): intervals ranked by |z|, blue if they cover the "
                 "true value, red if not; yellow: coverage \u00b11.96 MCSE.",
                 lambda p=p, cell=cell: plot_zip(estimates, cell=cell, param=p, level=_level(summary))))
@@ -394,7 +383,7 @@ def _figure_specs(summary: xr.Dataset, estimates: xr.Dataset | None, shown: Sequ
             specs.append(FigureSpec(
                 f"power_{slug}",
                 f"Power for {p} (share of intervals excluding the null) against {power_x}; dashed: target "
-                "power 0.8." + (f" Held at one level: {_label(power_hold)}." if power_hold else ""),
+                "power 0.8." + (f" Held at one level: {cell_label(power_hold)}." if power_hold else ""),
                 lambda p=p: plot_power(summary, x=power_x, param=p, select=power_hold)))
     if any(k in summary for k in FAILURE_COUNTS):
         specs.append(FigureSpec(
@@ -512,9 +501,9 @@ def _page(summary: xr.Dataset, study: dict[str, Any], tables: list[Table],
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>{e(name)}: simulation study report</title>", f"<style>{_CSS}</style>", "</head>",
         "<body>", "<main>", f"<h1>{e(name)}</h1>",
-        f'<p class="lead">Simulation study report: {n_cells} design cell(s) \u00d7 {e(_fmt(reps))} replicates '
-        f"\u00d7 {summary.sizes['method']} methods ({e(', '.join(_methods(summary)))}); seed {e(_fmt(seed))}; "
-        f"intervals at level {e(_fmt(_level(summary)))}.</p>",
+        f'<p class="lead">Simulation study report: {n_cells} design cell(s) \u00d7 {e(fmt(reps))} replicates '
+        f"\u00d7 {summary.sizes['method']} methods ({e(', '.join(_methods(summary)))}); seed {e(fmt(seed))}; "
+        f"intervals at level {e(fmt(_level(summary)))}.</p>",
         "<nav><ul>" + "".join(f'<li><a href="#{i}">{e(t)}</a></li>' for i, t, _ in sections) + "</ul></nav>",
     ]
     for ident, title, body in sections:
@@ -536,7 +525,7 @@ def _ademp_section(summary: xr.Dataset, study: dict[str, Any]) -> list[str]:
     parts.append("</dl>")
     design = _attr(study, summary, "design", {}) or {}
     design = design if isinstance(design, dict) else {}
-    rows = [[f, ", ".join(_fmt(v) for v in design.get(f, summary.coords[f].values.tolist()))]
+    rows = [[f, ", ".join(fmt(v) for v in design.get(f, summary.coords[f].values.tolist()))]
             for f in _factors(summary)]
     parts += ["<h3>Design</h3>", to_html(Table("design", "Design factors: the grid is every combination of "
                                                  "their levels", ["factor", "levels"], rows, [False, False]))]
@@ -581,7 +570,7 @@ def _failures_section(summary: xr.Dataset, table: Table, provenance: dict[str, A
     stopped = provenance.get("stopped_early") or []
     if stopped:
         parts.append('<p class="note">Cells stopped early (failure rate above the limit): '
-                     + e("; ".join(_label(c) if isinstance(c, dict) else str(c) for c in stopped)) + "</p>")
+                     + e("; ".join(cell_label(c) if isinstance(c, dict) else str(c) for c in stopped)) + "</p>")
     return parts
 
 

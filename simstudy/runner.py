@@ -30,7 +30,7 @@ from simstudy.checkpoint import ChunkFile, write_chunk
 from simstudy.chunk import ChunkResult, Task
 from simstudy.cluster import workers
 from simstudy.dispatch import execute
-from simstudy.display import format_compact
+from simstudy.display import cell_label, format_compact
 from simstudy.estimators.base import STATUSES
 from simstudy.fingerprint import label
 from simstudy.lock import RunLock
@@ -249,8 +249,7 @@ def run_study(study: Study, config: RunConfig = RunConfig(), *, study_file: Path
     if not config.quiet:
         print(format_compact(summary, params=study.show))
         for i in stopped:
-            print(f"stopped early (failure rate above {config.max_failure_rate}): "
-                  + ", ".join(f"{k}={v}" for k, v in cells[i].items()))
+            print(f"stopped early (failure rate above {config.max_failure_rate}): {cell_label(cells[i])}")
         print(f"\n{len(cells)} cells x {reps} replicates x {len(study.estimators)} methods in {elapsed:.1f} s "
               f"({jobs} jobs); results in {out}/ (estimates.nc, summary.nc, study.json)")
     return estimates, summary

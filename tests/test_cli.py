@@ -218,7 +218,7 @@ def test_failure_budget_stops_a_cell(capsys, tmp_path):
     code, stdout, err = run_cli(capsys, "run", str(TOY), "--reps", "200", "--chunk-size", "10", "--jobs", "1",
                                 "--out", str(out), "--max-failure-rate", "0.3")
     assert code == 0, err
-    assert "stopped early (failure rate above 0.3): n=10, mu=1.0" in stdout
+    assert "stopped early (failure rate above 0.3): n=10, mu=1" in stdout
     summary = read_netcdf(out / "summary.nc")
     n_rep = summary["n_rep"].sel({"method": "mean", "param": "mean"})
     assert int(n_rep.sel(n=10, mu=1.0)) < 200 and int(n_rep.sel(n=10, mu=0.0)) == 200

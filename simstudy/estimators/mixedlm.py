@@ -90,7 +90,7 @@ from simstudy.estimators.base import Fit
 from simstudy.formula import Formula, _levels_codes, group_codes
 from simstudy.types import Data
 
-__all__ = ["MixedLM"]
+__all__ = ["StatsmodelsMixedLM"]
 
 #: statsmodels' tolerance below which it treats a variance ratio as singular (``get_fe_params``).
 SM_SINGULAR_TOL = 1e-10

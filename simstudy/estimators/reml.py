@@ -320,7 +320,7 @@ def satterthwaite_ri(S: GroupStats, theta: np.ndarray, sigma2: np.ndarray, reml:
     criterion; at a boundary estimate the differences step to small negative group variances, where
     the criterion is still defined.
     """
-    R, p = theta.shape[0], S.p
+    p = S.p
     su, se = theta * sigma2, sigma2
     hu = 1e-4 * np.maximum(su, se)
     he = 1e-4 * se

@@ -175,7 +175,6 @@ def _fit_nested_interior(S: NestedStats, reml: bool, t_rep: float, t_centre: flo
     phi = res.x
     # Newton polish on log theta with a finite-difference Hessian of the exact gradient
     for _ in range(3):
-        th = np.exp(phi)
         h = 1e-5
         pts = np.exp(np.stack([phi, phi + [h, 0], phi + [0, h]]))
         ev = evaluate_nested(pts[:, 0], pts[:, 1], S, reml)

@@ -13,7 +13,9 @@ from typing import Any
 import numpy as np
 import xarray as xr
 from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 
+from simstudy.display import cell_label, fmt  # noqa: F401 - re-exported for the plot modules
 from simstudy.measures import MEASURES
 
 #: Dimensions that are not design factors.
@@ -42,20 +44,6 @@ def json_attr(ds: xr.Dataset, key: str, default: Any = None) -> Any:
         except json.JSONDecodeError:
             return value
     return value
-
-
-def fmt(value: Any) -> str:
-    """A factor level or number for a label: ``6``, ``0.05``, ``ols``."""
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value)
-
-
-def cell_label(cell: Mapping[str, Any]) -> str:
-    """``n_groups=6, icc=0.05``."""
-    return ", ".join(f"{k}={fmt(v)}" for k, v in cell.items())
 
 
 def factors(ds: xr.Dataset) -> list[str]:
@@ -170,6 +158,15 @@ def fixed_levels(ds: xr.Dataset, keep: Sequence[str]) -> tuple[xr.Dataset, dict[
     """Drop the factors with one level that are not in ``keep``; return the dataset and those levels."""
     fixed = {f: ds.coords[f].values[0] for f in factors(ds) if ds.sizes[f] == 1 and f not in keep}
     return ds.isel({f: 0 for f in fixed}), fixed
+
+
+def facet_figure(n_rows: int, n_cols: int, figsize: tuple[float, float] | None, *, sharex: bool = True
+                 ) -> tuple[Figure, np.ndarray]:
+    """A constrained-layout Figure with a grid of axes sharing y (and x); a size that grows with the grid."""
+    if figsize is None:
+        figsize = (min(3.4 * n_cols + 1.8, 18.0), min(2.7 * n_rows + 0.9, 16.0))
+    fig = Figure(figsize=figsize, layout="constrained")
+    return fig, fig.subplots(n_rows, n_cols, squeeze=False, sharex=sharex, sharey=True)
 
 
 def facets(ds: xr.Dataset, x: str, row: str | None, col: str | None) -> tuple[str | None, str | None]:

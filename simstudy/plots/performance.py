@@ -100,10 +100,7 @@ def plot_performance(
 
     n_rows = sub.sizes[row] if row else 1
     n_cols = sub.sizes[col] if col else 1
-    if figsize is None:
-        figsize = (min(3.4 * n_cols + 1.8, 18.0), min(2.7 * n_rows + 0.9, 16.0))
-    fig = Figure(figsize=figsize, layout="constrained")
-    axes = fig.subplots(n_rows, n_cols, squeeze=False, sharex=True, sharey=True)
+    fig, axes = c.facet_figure(n_rows, n_cols, figsize)
 
     levels = sub.coords[x].values
     positions = np.arange(len(levels), dtype=float)
