@@ -30,7 +30,7 @@ import xarray as xr
 from simstudy import __version__
 from simstudy.display import cell as value_mcse
 from simstudy.display import cell_label, fmt
-from simstudy.store import read_json, read_netcdf
+from simstudy.store import json_attr, read_json, read_netcdf
 
 #: The measures in the report's tables, in order; a column that is NaN throughout is left out.
 TABLE_MEASURES: tuple[str, ...] = ("bias", "rel_bias", "emp_se", "model_se", "rel_error", "rmse", "coverage",
@@ -155,13 +155,7 @@ def _attr(study: dict[str, Any], summary: xr.Dataset, key: str, default: Any) ->
     """A field of study.json, else the summary's attribute of that name (decoded from JSON)."""
     if key in study and study[key] is not None:
         return study[key]
-    value = summary.attrs.get(key, default)
-    if isinstance(value, str):
-        try:
-            return json.loads(value)
-        except json.JSONDecodeError:
-            return value
-    return value
+    return json_attr(summary, key, default)
 
 
 def _factors(ds: xr.Dataset) -> list[str]:

@@ -46,6 +46,18 @@ def _plain_attrs(attrs: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def json_attr(ds: xr.Dataset, key: str, default: Any = None) -> Any:
+    """A structured attribute of a dataset: decoded from its JSON string (as :func:`write_netcdf` stores
+    it) or taken as it is."""
+    value = ds.attrs.get(key, default)
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    return value
+
+
 def write_netcdf(ds: xr.Dataset, path: Path) -> None:
     """Write ``ds`` to ``path`` (netCDF4) atomically; structured attributes become JSON strings."""
     ds = ds.copy()

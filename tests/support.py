@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -19,3 +20,17 @@ def tamper(path: Path) -> None:
     values[0] += 1e-9
     table = table.set_column(table.column_names.index(name), name, pa.array(values))
     pq.write_table(table, path)
+
+
+def dense_criterion(y: np.ndarray, X: np.ndarray, H: np.ndarray, reml: bool) -> float:
+    """-2 log-likelihood (REML or ML) from dense matrices, profiled over sigma^2, for V = sigma^2 H: the
+    definition that the fast engine's sufficient-statistic formulas are checked against."""
+    n, p = X.shape
+    Hi = np.linalg.inv(H)
+    M = X.T @ Hi @ X
+    b = np.linalg.solve(M, X.T @ Hi @ y)
+    r = y - X @ b
+    q = r @ Hi @ r
+    dof = n - p if reml else n
+    out = dof * (1 + np.log(2 * np.pi * q / dof)) + np.linalg.slogdet(H)[1]
+    return out + (np.linalg.slogdet(M)[1] if reml else 0.0)

@@ -6,7 +6,6 @@ asked for and what there is to choose from.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -17,6 +16,7 @@ from matplotlib.figure import Figure
 
 from simstudy.display import cell_label, fmt  # noqa: F401 - re-exported for the plot modules
 from simstudy.measures import MEASURES
+from simstudy.store import json_attr  # noqa: F401 - used by the plot modules
 
 #: Dimensions that are not design factors.
 NOT_FACTORS: tuple[str, ...] = ("method", "param", "rep")
@@ -33,17 +33,6 @@ LEVEL_TARGET: frozenset[str] = frozenset({"coverage", "be_coverage"})
 _COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
            "#bcbd22", "#17becf")
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "*")
-
-
-def json_attr(ds: xr.Dataset, key: str, default: Any = None) -> Any:
-    """A structured attribute: decoded from its JSON string (as stored in netCDF) or taken as it is."""
-    value = ds.attrs.get(key, default)
-    if isinstance(value, str):
-        try:
-            return json.loads(value)
-        except json.JSONDecodeError:
-            return value
-    return value
 
 
 def factors(ds: xr.Dataset) -> list[str]:

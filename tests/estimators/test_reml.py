@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from support import dense_criterion
+
 from simstudy.estimators import reml as ri
 from simstudy.estimators import reml_nested as nested
 
@@ -23,14 +25,7 @@ def _dense_crit(y, X, g, theta, reml):
     n, p = X.shape
     Z = (g[:, None] == np.arange(g.max() + 1)).astype(float)
     H = np.eye(n) + theta * Z @ Z.T
-    Hi = np.linalg.inv(H)
-    M = X.T @ Hi @ X
-    b = np.linalg.solve(M, X.T @ Hi @ y)
-    r = y - X @ b
-    q = r @ Hi @ r
-    dof = n - p if reml else n
-    out = dof * (1 + np.log(2 * np.pi * q / dof)) + np.linalg.slogdet(H)[1]
-    return out + (np.linalg.slogdet(M)[1] if reml else 0.0)
+    return dense_criterion(y, X, H, reml)
 
 
 @pytest.mark.parametrize("reml", [True, False])
@@ -122,14 +117,7 @@ def _dense_nested(y, X, centre, rep, tr, tc, reml):
     Zc = (centre[:, None] == np.arange(centre.max() + 1)).astype(float)
     Zr = (rep[:, None] == np.arange(rep.max() + 1)).astype(float)
     H = np.eye(n) + tr * Zr @ Zr.T + tc * Zc @ Zc.T
-    Hi = np.linalg.inv(H)
-    M = X.T @ Hi @ X
-    b = np.linalg.solve(M, X.T @ Hi @ y)
-    r = y - X @ b
-    q = r @ Hi @ r
-    dof = n - p if reml else n
-    out = dof * (1 + np.log(2 * np.pi * q / dof)) + np.linalg.slogdet(H)[1]
-    return out + (np.linalg.slogdet(M)[1] if reml else 0.0)
+    return dense_criterion(y, X, H, reml)
 
 
 @pytest.mark.parametrize("reml", [True, False])

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from support import dense_criterion
+
 from simstudy.estimators import reml_slope as rs
 
 
@@ -27,14 +29,7 @@ def _dense_crit(y, X, x, g, psi, reml):
     Z[np.arange(n), 2 * g] = 1.0
     Z[np.arange(n), 2 * g + 1] = x
     H = np.eye(n) + Z @ np.kron(np.eye(G), psi) @ Z.T
-    Hi = np.linalg.inv(H)
-    M = X.T @ Hi @ X
-    b = np.linalg.solve(M, X.T @ Hi @ y)
-    r = y - X @ b
-    q = r @ Hi @ r
-    dof = n - p if reml else n
-    out = dof * (1 + np.log(2 * np.pi * q / dof)) + np.linalg.slogdet(H)[1]
-    return out + (np.linalg.slogdet(M)[1] if reml else 0.0)
+    return dense_criterion(y, X, H, reml)
 
 
 @pytest.mark.parametrize("reml", [True, False])
