@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import numpy as np
+from matplotlib.container import ErrorbarContainer
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -34,3 +35,18 @@ def dense_criterion(y: np.ndarray, X: np.ndarray, H: np.ndarray, reml: bool) -> 
     dof = n - p if reml else n
     out = dof * (1 + np.log(2 * np.pi * q / dof)) + np.linalg.slogdet(H)[1]
     return out + (np.linalg.slogdet(M)[1] if reml else 0.0)
+
+
+#: The cluster-trial study's methods, in order (the plot tests' shared run uses that study).
+CLUSTER_TRIAL_METHODS = ["ols", "ols_cluster", "lmm", "lmm_t"]
+
+
+def errorbar_lines(ax) -> list:
+    """The data line of each method's error bar plot on ``ax``, labelled with the method (as in the legend)."""
+    out = []
+    for bar in ax.containers:
+        if isinstance(bar, ErrorbarContainer) and bar.get_label() in CLUSTER_TRIAL_METHODS:
+            line = bar.lines[0]
+            line.set_label(bar.get_label())
+            out.append(line)
+    return out

@@ -14,7 +14,7 @@ import xarray as xr
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from simstudy.display import cell_label, fmt  # noqa: F401 - re-exported for the plot modules
+from simstudy.display import cell_label, fmt
 from simstudy.measures import MEASURES
 from simstudy.store import json_attr  # noqa: F401 - used by the plot modules
 
@@ -147,6 +147,16 @@ def fixed_levels(ds: xr.Dataset, keep: Sequence[str]) -> tuple[xr.Dataset, dict[
     """Drop the factors with one level that are not in ``keep``; return the dataset and those levels."""
     fixed = {f: ds.coords[f].values[0] for f in factors(ds) if ds.sizes[f] == 1 and f not in keep}
     return ds.isel({f: 0 for f in fixed}), fixed
+
+
+def suptitle(fig: Figure, title: str, fixed: Mapping[str, Any], mcse: bool, *,
+             fixed_format: str = " ({})") -> None:
+    """Title a figure: ``title``, the factors held at one level, and what the error bars are."""
+    if fixed:
+        title += fixed_format.format(cell_label(fixed))
+    if mcse:
+        title += "; bars: \u00b11.96 MCSE"
+    fig.suptitle(title, fontsize=10)
 
 
 def facet_figure(n_rows: int, n_cols: int, figsize: tuple[float, float] | None, *, sharex: bool = True

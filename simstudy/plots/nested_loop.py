@@ -135,11 +135,7 @@ def plot_nested_loop(
     legs.set_xlabel("cells, factors nested (outermost first):\n" + " > ".join(order))
     c.legend(fig, [top], first=methods, loc="outside lower center", ncol=min(len(methods) + 2, 6))
     title = f"{measure} of {param}, nested loop over {n} cells"
-    if fixed:
-        title += f" ({c.cell_label(fixed)})"
-    if mcse:
-        title += "; bars: \u00b11.96 MCSE"
-    fig.suptitle(title, fontsize=10)
+    c.suptitle(fig, title, fixed, mcse)
     return fig
 
 

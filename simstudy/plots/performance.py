@@ -130,11 +130,7 @@ def plot_performance(
                          "nothing to draw (a parameter without standard errors has no coverage or power)")
     c.legend(fig, axes.ravel(), first=methods)
     title = f"{measure} of {param}" if measure != "se" else f"empirical and model SE of {param}"
-    if fixed:
-        title += f" ({c.cell_label(fixed)})"
-    if mcse:
-        title += "; bars: \u00b11.96 MCSE"
-    fig.suptitle(title, fontsize=10)
+    c.suptitle(fig, title, fixed, mcse)
     return fig
 
 

@@ -117,9 +117,5 @@ def plot_power(
     c.legend(fig, axes.ravel(), first=methods)
     null = ds.attrs.get("null", 0.0)
     title = f"power of {param} (H0: {param} = {c.fmt(null)}, two-sided \u03b1 = {1 - c.level(ds):.3g})"
-    if fixed:
-        title += f"; {c.cell_label(fixed)}"
-    if mcse:
-        title += "; bars: \u00b11.96 MCSE"
-    fig.suptitle(title, fontsize=10)
+    c.suptitle(fig, title, fixed, mcse, fixed_format="; {}")
     return fig

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from support import CLUSTER_TRIAL_METHODS as METHODS
+
 from simstudy.plots import plot_failures
 
-METHODS = ["ols", "ols_cluster", "lmm", "lmm_t"]  # the cluster-trial study's methods, in order
 
 FACTORS = ["n_groups", "group_size", "icc"]
 

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 from matplotlib.container import ErrorbarContainer
 
+from support import CLUSTER_TRIAL_METHODS as METHODS
+
 from simstudy.plots import plot_nested_loop
 
-METHODS = ["ols", "ols_cluster", "lmm", "lmm_t"]  # the cluster-trial study's methods, in order
 
 FACTORS = ["n_groups", "group_size", "icc"]
 

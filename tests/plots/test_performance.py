@@ -8,22 +8,12 @@ import xarray as xr
 from matplotlib.collections import LineCollection
 from matplotlib.container import ErrorbarContainer
 
+from support import CLUSTER_TRIAL_METHODS as METHODS, errorbar_lines as method_lines
+
 from simstudy.plots import plot_performance
 from simstudy.plots.performance import plot_performance as direct
 
-METHODS = ["ols", "ols_cluster", "lmm", "lmm_t"]  # the cluster-trial study's methods, in order
 REPS = 40  # replicates per cell of the shared run (conftest.py)
-
-
-def method_lines(ax):
-    """The data line of each method's error bar plot, labelled with the method (as in the legend)."""
-    out = []
-    for bar in ax.containers:
-        if isinstance(bar, ErrorbarContainer) and bar.get_label() in METHODS:
-            line = bar.lines[0]
-            line.set_label(bar.get_label())
-            out.append(line)
-    return out
 
 
 def errorbars(ax):

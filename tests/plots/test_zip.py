@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from support import CLUSTER_TRIAL_METHODS as METHODS
+
 from simstudy.plots import plot_zip
 
-METHODS = ["ols", "ols_cluster", "lmm", "lmm_t"]  # the cluster-trial study's methods, in order
 
 CELL = {"n_groups": 6, "group_size": 5, "icc": 0.2}
 
