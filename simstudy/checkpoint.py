@@ -1,7 +1,8 @@
 """Checkpoints: one Parquet file per finished chunk, written atomically, with a checksum of its contents.
 
 A chunk file holds one row per (replicate, method): the fit-level columns and, for every parameter ``p``,
-the columns ``estimate|p``, ``se|p``, ``ci_lower|p``, ``ci_upper|p``, ``df|p``. Its key-value metadata
+the columns ``estimate|p``, ``se|p``, ``ci_lower|p``, ``ci_upper|p``, ``df|p`` and ``reported|p`` (the fit
+listed the parameter: NaN then means "not estimable", not "not an output of this method"). Its key-value metadata
 carries the cell, the replicate range, the cell's fingerprint and a SHA-256 of the column data, so a
 truncated or corrupted file is detected and recomputed instead of being read as data.
 """
@@ -72,6 +73,9 @@ def write_chunk(directory: Path, key: str, fingerprint: str, result: ChunkResult
     for v in VALUES:
         for k, p in enumerate(result.params):
             cols[f"{v}|{p}"] = result.values[v][:, :, k].ravel()
+    if result.reported is not None:
+        for k, p in enumerate(result.params):
+            cols[f"reported|{p}"] = result.reported[:, :, k].ravel()
     table = pa.table(cols)
     meta = {
         "cell_index": result.cell_index, "start": result.start, "stop": result.start + n, "key": key,
@@ -109,6 +113,8 @@ def read_chunk(path: Path) -> tuple[ChunkResult, dict]:
         message=col["message"].astype(str).reshape(n, n_m),
         fit_seconds=col["fit_seconds"].reshape(n, n_m),
         generate_seconds=col["generate_seconds"].reshape(n, n_m)[:, 0].copy(),
+        reported=np.stack([col[f"reported|{p}"].reshape(n, n_m) for p in params], axis=-1).astype(bool)
+        if params and all(f"reported|{p}" in col for p in params) else None,
     )
     return result, meta
 

@@ -48,6 +48,9 @@ class ChunkResult:
     message: np.ndarray  # (n, M) str
     fit_seconds: np.ndarray  # (n, M) float64
     generate_seconds: np.ndarray  # (n,) float64
+    #: (n, M, P) bool: the fit listed the parameter (an estimate of NaN then means "not estimable");
+    #: None for results from before this was recorded (then: the estimate is not NaN)
+    reported: np.ndarray | None = None
 
     @property
     def n(self) -> int:
@@ -161,9 +164,11 @@ def _to_arrays(
     status = np.empty((n, n_m), np.int8)
     n_warnings = np.zeros((n, n_m), np.int32)
     message = np.empty((n, n_m), dtype=object)
+    reported = np.zeros((n, n_m, n_p), dtype=bool)
     for j, m in enumerate(methods):
         for i, fit in enumerate(fits[m]):
             cols = [index[p] for p in fit.params]
+            reported[i, j, cols] = True
             for v in VALUES:
                 values[v][i, j, cols] = getattr(fit, v)
             status[i, j] = STATUSES.index(fit.status)
@@ -173,5 +178,5 @@ def _to_arrays(
         cell_index=task.cell_index, start=task.start, methods=methods, params=params, values=values,
         status=status, n_warnings=n_warnings, message=message.astype(str),
         fit_seconds=np.array([secs[m] for m in methods], dtype=float).T.reshape(n, n_m),
-        generate_seconds=np.asarray(gen_seconds, dtype=float),
+        generate_seconds=np.asarray(gen_seconds, dtype=float), reported=reported,
     )

@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
 
 BACKENDS = ("loky", "dask")
 
@@ -22,15 +24,31 @@ def parse_shard(text: str) -> tuple[int, int]:
     return int(m[1]), int(m[2])
 
 
+@dataclass(frozen=True)
+class Workers:
+    """Where a run's tasks go: ``n`` parallel workers; ``client`` a Dask client for the dask backend."""
+
+    backend: str
+    n: int
+    client: Any = None
+    scheduler: str = ""
+
+    def describe(self) -> dict[str, Any]:
+        """What really ran, for provenance."""
+        if self.backend == "dask":
+            return {"backend": "dask", "workers": self.n, "scheduler": self.scheduler}
+        return {"backend": "in-process" if self.n == 1 else "loky", "workers": self.n}
+
+
 @contextmanager
-def workers(backend: str, jobs: int, scheduler: str | None = None) -> Iterator[int]:
-    """Set up the backend for the duration of a run; yields the number of parallel workers."""
+def workers(backend: str, jobs: int, scheduler: str | None = None) -> Iterator[Workers]:
+    """Set up the backend for the duration of a run; yields where the tasks go."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
     if backend == "loky":
         if scheduler:
             raise ValueError("--scheduler goes with --backend dask")
-        yield jobs
+        yield Workers("loky", jobs)
         return
     try:
         from distributed import Client, LocalCluster
@@ -44,14 +62,14 @@ def workers(backend: str, jobs: int, scheduler: str | None = None) -> Iterator[i
             raise ValueError(f"--scheduler local:N needs N >= 1, got {target!r}")
         with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
                 Client(cluster) as client:
-            yield _threads(client)
+            yield Workers("dask", _threads(client), client, target)
         return
     try:
         client = Client(target, timeout="20s")
     except (OSError, TimeoutError) as exc:
         raise ValueError(f"cannot connect to the Dask scheduler at {target!r}: {exc}".splitlines()[0]) from None
     with client:
-        yield _threads(client)
+        yield Workers("dask", _threads(client), client, target)
 
 
 def _threads(client: object) -> int:

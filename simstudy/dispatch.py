@@ -103,15 +103,23 @@ def execute(
     backend: str = "loky",
     retries: int = 1,
     skip: Callable[[Task], bool] = lambda task: False,
+    client: Any = None,
 ) -> Iterator[ChunkResult]:
     """Run ``tasks`` and yield their results as they finish, in any order.
 
-    ``jobs == 1`` with loky runs in this process (no isolation from crashes). ``skip(task)`` is asked just before a
-    task is dispatched; a skipped task yields nothing.
+    ``jobs == 1`` with loky runs in this process (no isolation from crashes). With ``backend="dask"`` the
+    tasks go to the cluster of ``client`` (a ``distributed.Client``), always, whatever its size (joblib's
+    dask backend would run a one-worker cluster's tasks in this process). ``skip(task)`` is asked just
+    before a task is dispatched; a skipped task yields nothing.
     """
     from threadpoolctl import threadpool_limits
 
-    if jobs == 1 and backend == "loky":
+    if backend == "dask":
+        if client is None:
+            raise ValueError("the dask backend needs a client (see simstudy.cluster.workers)")
+        yield from _execute_dask(client, study, tasks, jobs, skip)
+        return
+    if jobs == 1:
         with threadpool_limits(limits=1):
             for task in tasks:
                 if not skip(task):
@@ -131,3 +139,57 @@ def execute(
             suspects, remaining = remaining[: 2 * jobs], remaining[2 * jobs :]
             for task in suspects:
                 yield from _alone(study, task, backend, attempts=1 + retries)
+
+
+def _execute_dask(client: Any, study: Any, tasks: Sequence[Task], workers: int,
+                  skip: Callable[[Task], bool]) -> Iterator[ChunkResult]:
+    """Submit tasks to a Dask cluster, at most ``2 * workers`` in flight, and yield results as they come.
+
+    The study is sent to the workers once. Dask itself reschedules the tasks of a worker that dies; a task
+    that kills workers more often than the scheduler allows (``KilledWorker``) is split into replicates,
+    and only the replicates that still kill a worker are recorded as failed.
+    """
+    from distributed import as_completed
+
+    shared = client.scatter(study, broadcast=True, hash=False)
+    pending = iter(tasks)
+    inflight: dict[Any, Task] = {}
+    queue = as_completed()
+
+    def submit_next() -> bool:
+        for task in pending:
+            if skip(task):
+                continue
+            future = client.submit(run_chunk, shared, task, pure=False)
+            inflight[future] = task
+            queue.add(future)
+            return True
+        return False
+
+    for _ in range(2 * max(workers, 1)):
+        if not submit_next():
+            break
+    for future in queue:
+        task = inflight.pop(future)
+        try:
+            result = future.result()
+        except KilledWorker as exc:
+            yield from _replicates_on_cluster(client, shared, study, task, type(exc).__name__)
+        else:
+            yield result
+        future.release()
+        submit_next()
+
+
+def _replicates_on_cluster(client: Any, shared: Any, study: Any, task: Task, error: str) -> Iterator[ChunkResult]:
+    message = f"worker died on every attempt the Dask scheduler allows ({error})"
+    if task.stop - task.start == 1:
+        yield failed_chunk(task, list(study.estimators), message)
+        return
+    singles = [Task(task.cell_index, task.cell, r, r + 1, task.seed) for r in range(task.start, task.stop)]
+    futures = [client.submit(run_chunk, shared, t, pure=False) for t in singles]
+    for single, future in zip(singles, futures):
+        try:
+            yield future.result()
+        except KilledWorker:
+            yield failed_chunk(single, list(study.estimators), message)

@@ -88,6 +88,22 @@ def format_wide(
     return "\n\n".join(blocks)
 
 
+def row_kind(s: xr.Dataset) -> str:
+    """What a table shows for one (cell, method, param) of a summary: ``"skip"`` (nothing run, or a
+    parameter the method does not report), ``"not_estimable"`` (converged fits that cannot estimate it),
+    or ``"values"``."""
+    attempted = int(s["n_rep"])
+    note = str(s["note"].values) if "note" in s else ""
+    if attempted == 0 or note == "not reported by this estimator":
+        return "skip"
+    if note.startswith("not estimable:"):
+        return "not_estimable"
+    failures = sum(int(s[v]) for v in ("n_fit_failed", "n_nonconverged") if v in s)
+    if int(s["n_valid"]) == 0 and failures == 0 and "note" not in s:
+        return "skip"  # an older summary without notes: a parameter the method does not estimate
+    return "values"
+
+
 def format_compact(
     summary: xr.Dataset,
     measures: Sequence[str] = COMPACT,
@@ -96,8 +112,9 @@ def format_compact(
 ) -> str:
     """One row per design cell, method and parameter: the given measures with MCSE, and counts.
 
-    Factors held at one level go into a header line. Rows of a parameter a method does not estimate (no
-    valid replicate and no failure) are left out. ``params`` limits the parameters shown.
+    Factors held at one level go into a header line. Rows of a parameter a method does not report are
+    left out. A parameter that is not estimable (or not estimable in some replicates) gets a numbered
+    footnote with the reason, so it is never silently missing. ``params`` limits the parameters shown.
     """
     fixed = {d: summary.coords[d].values[0] for d in summary["bias"].dims
              if summary.sizes[d] == 1 and d not in ("method", "param")}
@@ -108,17 +125,23 @@ def format_compact(
     dims = [d for d in summary["bias"].dims]
     header = [*dims, *measures, "valid/reps"]
     rows = []
+    footnotes: dict[str, int] = {}
     for sel in _groups(summary, exclude=()):
         s = summary.sel(sel)
-        attempted = int(s["n_rep"])
-        failures = sum(int(s[v]) for v in ("n_fit_failed", "n_nonconverged") if v in s)
-        if attempted == 0 or (int(s["n_valid"]) == 0 and failures == 0):
+        kind = row_kind(s)
+        if kind == "skip":
             continue
         row = [str(sel[d]) for d in dims]
         row += [cell(float(s[m]), float(s[f"{m}_mcse"]), digits) for m in measures]
-        row.append(f"{int(s['n_valid'])}/{attempted}")
+        counts = f"{int(s['n_valid'])}/{int(s['n_rep'])}"
+        note = str(s["note"].values) if "note" in s else ""
+        if "not estimable" in note:
+            text = next(part for part in note.split("; ") if "not estimable" in part)
+            counts += f" [{footnotes.setdefault(text, len(footnotes) + 1)}]"
+        row.append(counts)
         rows.append(row)
     lines = _render(header, rows, right_from=len(dims))
     if fixed:
         lines.insert(0, "fixed: " + ", ".join(f"{k}={v}" for k, v in fixed.items()))
+    lines += [f"[{k}] {text}" for text, k in footnotes.items()]
     return "\n".join(lines)

@@ -1,17 +1,21 @@
 """Fingerprints of what determines a cell's results, so a resume never mixes results of different studies.
 
-A cell's fingerprint covers its factor values, the seed, the DGP and every estimator (their configuration
-and their code) and the true values. Replicates and added factor levels are not in it: running the same
-study with more of either reuses every chunk already computed.
+A cell's fingerprint covers its factor values (with the defaults of the factors the design does not set),
+the seed, the DGP and every estimator (their configuration, their code and the code and constants it refers
+to, in the study file or modules beside it) and the true values. Replicates and added factor levels are not
+in it: running the same study with more of either reuses every chunk already computed. Comments, docstrings
+and formatting are not in it either: edits that cannot change a number do not force recomputation.
 """
 
 from __future__ import annotations
 
+import ast
 import functools
 import hashlib
-import inspect
 import json
 import re
+import sys
+import sysconfig
 import types
 from collections.abc import Mapping
 from pathlib import Path
@@ -25,48 +29,165 @@ _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 
 
 _PACKAGE = Path(__file__).resolve().parent
+#: simstudy modules whose code decides a replicate's numbers whatever the DGP and estimators: seeding and
+#: the per-replicate loop.
+_CORE = ("rng.py", "chunk.py", "formula.py")
+
+
+def source_digest(source: str) -> str:
+    """A digest of Python source that ignores comments, formatting and docstrings: only edits that can
+    change what the code does change it."""
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(body, list) and body and isinstance(body[0], ast.Expr) \
+                and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
+            node.body = body[1:] or [ast.Pass()]  # type: ignore[attr-defined]
+    return hashlib.sha256(ast.dump(tree, annotate_fields=False).encode()).hexdigest()[:16]
 
 
 @functools.lru_cache(maxsize=None)
 def _package_digest(subpackage: str) -> str:
-    """A digest of every source file of a simstudy subpackage (and the formula module it relies on)."""
+    """A digest of the code of a simstudy subpackage and of the core modules every replicate runs through
+    (docstrings, comments and formatting excluded)."""
     h = hashlib.sha256()
-    for path in sorted((_PACKAGE / subpackage).glob("*.py")) + [_PACKAGE / "formula.py"]:
-        h.update(path.name.encode() + path.read_bytes())
+    paths = sorted((_PACKAGE / subpackage).glob("*.py")) + [_PACKAGE / name for name in _CORE]
+    for path in paths:
+        if path.is_file():
+            h.update(path.name.encode() + source_digest(path.read_text()).encode())
     return h.hexdigest()[:16]
 
 
 def _code_digest(cls: type) -> str:
-    """A digest of a class's code.
+    """A digest of a class's code and of everything its code refers to.
 
     simstudy's own estimators and DGPs call helpers across their subpackage, so their digest covers every
-    file of it (``simstudy/estimators`` or ``simstudy/dgp``); any other class is digested from its source
-    where Python can find it, else from its methods' bytecode.
+    file of it (:func:`_package_digest`). Any other class (a study's own DGP or estimator) is digested by
+    :func:`code_digest`: its methods' bytecode, default arguments and closures, and, followed recursively,
+    the module-level constants, functions, classes and modules of the study's own directory that the code
+    names. A constant or a helper function changed in the study file, or in a module next to it, changes
+    the digest; comments and docstrings do not.
     """
     parts = cls.__module__.split(".")
     if parts[0] == "simstudy" and len(parts) > 2 and (_PACKAGE / parts[1]).is_dir():
         return _package_digest(parts[1])
+    return code_digest(cls)
+
+
+def code_digest(obj: Any) -> str:
+    """Digest of user code (a class or function) and what it refers to; see :func:`_code_digest`."""
     h = hashlib.sha256()
-    for klass in cls.__mro__:
-        if klass is object or klass.__module__ == "builtins":
-            continue
-        try:
-            h.update(inspect.getsource(klass).encode())
-            continue
-        except (OSError, TypeError):
-            pass
-        for name, attr in sorted(vars(klass).items()):
-            fn = getattr(attr, "__func__", attr)
-            code = getattr(fn, "__code__", None)
-            if isinstance(code, types.CodeType):
-                h.update(name.encode())
-                h.update(_code_bytes(code))
+    _digest_value(obj, h, set(), 0)
     return h.hexdigest()[:16]
 
 
-def _code_bytes(code: types.CodeType) -> bytes:
-    parts = [code.co_code]
+def _is_library(module_name: str, file: str | None) -> bool:
+    """A module that is not the user's own: the standard library, an installed package, or simstudy."""
+    if module_name.split(".")[0] in sys.stdlib_module_names or module_name in sys.builtin_module_names:
+        return True
+    if file is None:
+        return True
+    path = str(Path(file).resolve())
+    return "site-packages" in path or "dist-packages" in path or path.startswith(sysconfig.get_paths()["stdlib"])
+
+
+def _digest_value(value: Any, h: Any, seen: set[int], depth: int) -> None:
+    if depth > 50:
+        h.update(b"<deep>")
+        return
+    if isinstance(value, (types.FunctionType, type, types.ModuleType)):
+        if id(value) in seen:
+            h.update(b"<seen>")
+            return
+        seen.add(id(value))
+    if isinstance(value, types.ModuleType):
+        file = getattr(value, "__file__", None)
+        name = value.__name__
+        if name.startswith("simstudy.") and file is not None:
+            sub = name.split(".")[1]
+            digest = _package_digest(sub) if (_PACKAGE / sub).is_dir() else source_digest(Path(file).read_text())
+            h.update(f"module {name} {digest}".encode())
+        elif _is_library(name, file):
+            h.update(f"module {name} {getattr(value, '__version__', '')}".encode())
+        else:
+            h.update(f"module {name} ".encode() + source_digest(Path(file).read_text()).encode())
+        return
+    if isinstance(value, type):
+        module = sys.modules.get(value.__module__)
+        mod_file = getattr(module, "__file__", None) if module is not None else None
+        if value.__module__.startswith("simstudy."):
+            h.update(f"class {value.__module__}.{value.__qualname__} {_code_digest(value)}".encode())
+            return
+        if module is not None and _is_library(value.__module__, mod_file):
+            h.update(f"class {value.__module__}.{value.__qualname__}".encode())
+            return
+        h.update(f"class {value.__qualname__}".encode())
+        for base in value.__mro__[1:]:
+            if base is not object:
+                _digest_value(base, h, seen, depth + 1)
+        for name, attr in sorted(vars(value).items()):
+            if name in ("__dict__", "__weakref__", "__doc__", "__module__", "__qualname__", "__slots__"):
+                continue
+            h.update(name.encode())
+            _digest_value(getattr(attr, "__func__", attr), h, seen, depth + 1)
+        return
+    if isinstance(value, (staticmethod, classmethod)):
+        _digest_value(value.__func__, h, seen, depth + 1)
+        return
+    if isinstance(value, property):
+        for fn in (value.fget, value.fset, value.fdel):
+            _digest_value(fn, h, seen, depth + 1)
+        return
+    if isinstance(value, types.FunctionType):
+        module = sys.modules.get(value.__module__ or "")
+        if value.__module__ and value.__module__.startswith("simstudy."):
+            h.update(f"function {value.__module__}.{value.__qualname__}".encode())
+            if module is not None:
+                _digest_value(module, h, seen, depth + 1)
+            return
+        if module is not None and _is_library(value.__module__, getattr(module, "__file__", None)):
+            h.update(f"function {value.__module__}.{value.__qualname__}".encode())
+            return
+        code = value.__code__
+        h.update(_code_bytes(code, value.__doc__))
+        h.update(describe(value.__defaults__).encode() + describe(value.__kwdefaults__).encode())
+        for cell in value.__closure__ or ():
+            try:
+                _digest_value(cell.cell_contents, h, seen, depth + 1)
+            except ValueError:  # an empty cell
+                h.update(b"<empty>")
+        for name in sorted(_names(code)):
+            if name in value.__globals__:
+                h.update(f"global {name}".encode())
+                _digest_value(value.__globals__[name], h, seen, depth + 1)
+        return
+    if callable(value) and not hasattr(value, "__dict__"):  # builtins, numpy ufuncs
+        h.update(describe(value).encode())
+        return
+    if hasattr(value, "__dict__") and not isinstance(value, type):
+        h.update(describe(value).encode())
+        _digest_value(type(value), h, seen, depth + 1)
+        return
+    h.update(describe(value).encode())
+
+
+def _names(code: types.CodeType) -> set[str]:
+    """Every global or attribute name a code object (and the code objects nested in it) uses."""
+    names = set(code.co_names)
     for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _names(const)
+    return names
+
+
+def _code_bytes(code: types.CodeType, doc: str | None = None) -> bytes:
+    """The instructions and constants of a code object (nested ones included), without its docstring and
+    line numbers."""
+    parts = [code.co_code, repr(code.co_names).encode()]
+    consts = code.co_consts
+    if doc is not None and consts and consts[0] == doc:
+        consts = consts[1:]
+    for const in consts:
         parts.append(_code_bytes(const) if isinstance(const, types.CodeType) else repr(const).encode())
     return b"".join(parts)
 
@@ -113,10 +234,15 @@ def describe(obj: Any, _depth: int = 0) -> str:
 
 
 def study_parts(study: Any) -> dict[str, Any]:
-    """The parts of a study that determine every cell's results (configuration and code)."""
+    """The parts of a study that determine every cell's results: the DGP and estimators (configuration
+    and code, see :func:`_code_digest`) and the values of the factors the design leaves at their defaults."""
+    from simstudy.dgp.base import factor_names
+
+    defaults = {k: v for k, v in factor_names(study.dgp).items() if k not in study.design.names}
     return {
         "dgp": describe(study.dgp),
         "dgp_code": _code_digest(type(study.dgp)),
+        "factor_defaults": {k: describe(v) for k, v in sorted(defaults.items())},
         "methods": {m: describe(e) for m, e in study.estimators.items()},
         "methods_code": {m: _code_digest(type(e)) for m, e in study.estimators.items()},
     }

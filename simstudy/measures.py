@@ -79,7 +79,12 @@ def _proportion(hit: np.ndarray, valid: np.ndarray) -> Pair:
 
 
 def critical_value(level: float, df: np.ndarray | float | None = None) -> np.ndarray:
-    """Two-sided critical value of a ``level`` interval: t with ``df`` where finite, else normal."""
+    """Two-sided critical value of a ``level`` interval.
+
+    ``df=None``: the normal quantile. Otherwise per element: the t quantile where ``df`` is finite and
+    positive, the normal quantile where ``df`` is ``+inf``, and NaN (no interval) where ``df`` is NaN or
+    not positive: a missing df never silently becomes a z interval.
+    """
     if not 0 < level < 1:
         raise ValueError(f"level must lie between 0 and 1, got {level!r}")
     q = 1 - (1 - level) / 2
@@ -87,14 +92,17 @@ def critical_value(level: float, df: np.ndarray | float | None = None) -> np.nda
     if df is None:
         return np.asarray(z)
     d = np.asarray(df, dtype=float)
+    finite = np.isfinite(d) & (d > 0)
     with np.errstate(invalid="ignore"):
-        return np.where(np.isfinite(d) & (d > 0), stats.t.ppf(q, np.where(d > 0, d, 1.0)), z)
+        t = stats.t.ppf(q, np.where(finite, d, 1.0))
+    return np.where(finite, t, np.where(d == np.inf, z, np.nan))
 
 
 def intervals(
     estimate: np.ndarray, se: np.ndarray, level: float = 0.95, df: np.ndarray | None = None
 ) -> Pair:
-    """Wald intervals ``estimate +- crit * se`` (t quantiles with per-replicate ``df`` where finite)."""
+    """Wald intervals ``estimate +- crit * se``: t quantiles with per-replicate ``df``, z where ``df`` is
+    None or ``+inf``, NaN limits where ``df`` is NaN (see :func:`critical_value`)."""
     crit = critical_value(level, df)
     return estimate - crit * se, estimate + crit * se
 
@@ -103,10 +111,11 @@ def intervals(
 
 
 def bias(estimate: np.ndarray, true: np.ndarray | float) -> Pair:
-    """Bias ``mean(est - true)``; MCSE ``sd(est) / sqrt(n)``."""
-    n = count(estimate)
-    value = _mean(estimate - true, n)
-    return _need_two(value, np.sqrt(_var(estimate, n) / n), n)
+    """Bias ``mean(est - true)``; MCSE ``sd(est) / sqrt(n)``. NaN where the true value is missing."""
+    diff = estimate - true
+    n = count(diff)
+    value = _mean(diff, n)
+    return _need_two(value, np.sqrt(_var(np.where(np.isnan(diff), np.nan, estimate), n) / n), n)
 
 
 def rel_bias(estimate: np.ndarray, true: np.ndarray | float) -> Pair:
@@ -171,8 +180,8 @@ def rmse(estimate: np.ndarray, true: np.ndarray | float) -> Pair:
 
 def coverage(lower: np.ndarray, upper: np.ndarray, true: np.ndarray | float) -> Pair:
     """Share of intervals ``[lower, upper]`` that contain ``true``; MCSE ``sqrt(p (1 - p) / n)``."""
-    valid = np.isfinite(lower) & np.isfinite(upper)
     t = np.asarray(true, dtype=float)
+    valid = np.isfinite(lower) & np.isfinite(upper) & np.isfinite(t)  # no true value: no coverage
     return _proportion((lower <= t) & (t <= upper), valid)
 
 
@@ -261,8 +270,8 @@ def summarize(
     estimates : xarray.Dataset
         Variables ``estimate``, ``se`` and ``true`` (broadcastable: it may lack ``rep``, ``method`` or
         design dimensions; where a method gives no SE at all for a parameter, the measures that need no SE
-        are still computed from its estimates), optionally ``df`` (per-replicate degrees of freedom for t intervals; NaN means
-        z), ``ci_lower``/``ci_upper`` and ``present`` (False for a replicate that does not exist, so that
+        are still computed from its estimates), optionally ``df`` (per-replicate degrees of freedom for t intervals; ``inf`` means
+        z, NaN means no interval), ``ci_lower``/``ci_upper`` and ``present`` (False for a replicate that does not exist, so that
         it is not counted in ``n_rep``). Dimension ``rep``; every other dimension is kept.
     level : float
         Confidence level of the intervals for coverage and power.
@@ -336,6 +345,15 @@ def summarize(
     note = np.where(no_se[..., 0] & (n_valid >= 2), "no standard errors: estimate-only measures", note)
     zero_truth = np.any(true == 0, axis=-1) & (n_valid >= 2)
     note = np.where(zero_truth, "rel_bias undefined: true value is 0", note)
+    no_truth = (count(true) == 0) & (n_valid >= 2)
+    note = np.where(no_truth, "no true value: bias, coverage and MSE not computed", note)
+    no_interval = np.sum(~np.isnan(est) & ~np.isnan(se) & ~(np.isfinite(lower) & np.isfinite(upper)), axis=-1)
+    gap = (no_interval > 0) & (n_valid >= 2) & ~no_se[..., 0]
+    for idx in np.ndindex(gap.shape):
+        if not gap[idx]:
+            continue
+        extra = f"{no_interval[idx]} replicate(s) with an estimate and SE but no interval: not in coverage or power"
+        note[idx] = f"{note[idx]}; {extra}" if note[idx] else extra
     if ref is not None and "method" in keep:
         if ref not in est_da.coords["method"].values:
             raise ValueError(f"reference method {ref!r} is not among the methods")
@@ -359,7 +377,10 @@ def summarize(
     has = n_valid > 0
     median[has] = np.nanmedian(est[has], axis=-1)
     data["median_estimate"] = (keep, median)
-    data["true"] = (keep, np.where(n_rep > 0, _mean(true, np.full(n_valid.shape, true.shape[-1])), np.nan))
+    has_true = count(true) > 0
+    with np.errstate(invalid="ignore"):
+        mean_true = np.nanmean(np.where(has_true[..., None], true, 0.0), axis=-1)
+    data["true"] = (keep, np.where((n_rep > 0) & has_true, mean_true, np.nan))
     data["note"] = (keep, note.astype(str))
     out = xr.Dataset({k: v for k, v in data.items()}, coords=coords)
     out.attrs.update(level=level, null=null, ref="" if ref is None else str(ref),

@@ -150,4 +150,5 @@ def _head(result: ChunkResult, n: int) -> ChunkResult:
         values={k: v[:n] for k, v in result.values.items()}, status=result.status[:n],
         n_warnings=result.n_warnings[:n], message=result.message[:n], fit_seconds=result.fit_seconds[:n],
         generate_seconds=result.generate_seconds[:n],
+        reported=None if result.reported is None else result.reported[:n],
     )

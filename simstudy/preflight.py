@@ -1,11 +1,13 @@
 """Checks before a run starts: one replicate of the first cell, so bad input fails in a second, clearly.
 
 Catches a DGP that raises, returns something that is not a table of equal-length 1-D columns, or returns
-NaN; and an estimator that names a column the data do not have.
+NaN; an estimator that names a column the data do not have; and true values whose names match no
+estimator's parameter, or parameters without a true value.
 """
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -54,18 +56,46 @@ def check_estimator(method: str, estimator: Any, data: Any) -> None:
 
 
 def preflight(study: Any, cell: Mapping[str, Any], seed: int) -> float:
-    """Generate replicate 1 of ``cell``, check it and every estimator's columns against it, and fit it once.
+    """Generate replicate 1 of ``cell``, check it and every estimator's columns against it, fit it once,
+    and check that the estimators' parameter names and the cell's true values match
+    (:meth:`simstudy.study.Study.check_estimands`).
 
     Returns the seconds that replicate took (generate and every fit), to size the tasks.
     """
+    key = cell_key(cell)
     t0 = time.perf_counter()
-    try:
-        data = study.dgp.generate(replicate_rng(seed, cell_key(cell), 1), **cell)
-    except Exception as exc:
-        raise ValueError(f"the DGP failed on cell {cell_label(cell)}: {type(exc).__name__}: {exc}") from None
+    data = _generate(study, cell, seed, key, 1)
     check_data(data, cell)
     for method, estimator in study.estimators.items():
         check_estimator(method, estimator, data)
-    for estimator in study.estimators.values():
-        safe_fit(estimator, data)  # a fit that fails here is data, not bad input
-    return time.perf_counter() - t0
+    fits = {m: safe_fit(e, data)[0] for m, e in study.estimators.items()}  # a failed fit is data, not bad input
+    seconds = time.perf_counter() - t0
+    params = {m: f.params for m, f in fits.items() if f.params}
+    unknown = [m for m in fits if not fits[m].params]
+    for rep in range(2, 2 + PARAM_TRIES):  # estimators whose first fit failed without naming its parameters
+        if not unknown:
+            break
+        data = _generate(study, cell, seed, key, rep)
+        for m in list(unknown):
+            fit = safe_fit(study.estimators[m], data)[0]
+            if fit.params:
+                params[m] = fit.params
+                unknown.remove(m)
+    for m in unknown:
+        print(f"simstudy: warning: cannot check the parameter names of estimator {m!r}: its fits on "
+              f"{PARAM_TRIES + 1} replicates of {cell_label(cell)} failed ({fits[m].message})", file=sys.stderr)
+    check = getattr(study, "check_estimands", None)
+    if check is not None:
+        check(params, study.truth_for(cell))
+    return seconds
+
+
+#: Further replicates tried to learn the parameter names of an estimator whose first fit failed.
+PARAM_TRIES = 4
+
+
+def _generate(study: Any, cell: Mapping[str, Any], seed: int, key: tuple[int, ...], rep: int) -> Any:
+    try:
+        return study.dgp.generate(replicate_rng(seed, key, rep), **cell)
+    except Exception as exc:
+        raise ValueError(f"the DGP failed on cell {cell_label(cell)}: {type(exc).__name__}: {exc}") from None

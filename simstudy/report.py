@@ -29,7 +29,8 @@ import xarray as xr
 
 from simstudy import __version__
 from simstudy.display import cell as value_mcse
-from simstudy.display import cell_label, fmt
+from simstudy.assemble import NOT_REPORTED
+from simstudy.display import cell_label, fmt, row_kind
 from simstudy.store import json_attr, read_json, read_netcdf
 
 #: The measures in the report's tables, in order; a column that is NaN throughout is left out.
@@ -226,12 +227,15 @@ def _measures_table(summary: xr.Dataset, param: str, stem: str) -> Table:
         one = _pick(sub, cell)
         for m in _methods(summary):
             s = one.sel({"method": m})
+            kind = row_kind(s)
+            if kind == "skip":
+                continue  # the method does not report this parameter
             attempted, valid = int(s["n_rep"]), int(s["n_valid"])
-            failures = sum(int(s[v]) for v in ("n_fit_failed", "n_nonconverged") if v in s)
-            if attempted == 0 or (valid == 0 and failures == 0):
-                continue  # the method does not estimate this parameter
             row = [fmt(cell[f]) for f in factors] + [m]
-            row += [value_mcse(float(s[k]), float(s[f"{k}_mcse"]), 4) for k in measures]
+            if kind == "not_estimable":
+                row += ["not estimable"] + ["-"] * (len(measures) - 1)
+            else:
+                row += [value_mcse(float(s[k]), float(s[f"{k}_mcse"]), 4) for k in measures]
             rows.append(row + [f"{valid}/{attempted}"])
     caption = f"Performance measures for {param}: value (Monte Carlo SE)"
     fixed = _fixed(summary)
@@ -596,8 +600,7 @@ def _notes(summary: xr.Dataset, params: Sequence[str]) -> list[str]:
         return []
     shown = [p for p in params if p in _params(summary)]
     sub = summary.sel({"param": shown})
-    failures = sum((sub[v] for v in ("n_fit_failed", "n_nonconverged") if v in sub), xr.zeros_like(sub["n_rep"]))
-    estimated = (sub["n_rep"] > 0) & ((sub["n_valid"] > 0) | (failures > 0))
+    estimated = (sub["n_rep"] > 0) & (sub["note"] != NOT_REPORTED)
     counts: dict[str, int] = {}
     for note, keep in zip(np.asarray(sub["note"].values).ravel(), np.asarray(estimated.values).ravel()):
         if keep and str(note):

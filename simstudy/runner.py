@@ -153,6 +153,19 @@ def provenance(study: Study, config: RunConfig, study_file: Path | None, seed: i
     return info
 
 
+def nominal_level(study: Study) -> float:
+    """The confidence level of the estimators' intervals (their ``level``; 0.95 where they have none).
+
+    Coverage is computed from each fit's own interval; this is the nominal value tables and figures
+    compare it with. Estimators with different levels are refused: one nominal line would be wrong for some.
+    """
+    levels = {float(getattr(e, "level", 0.95)) for e in study.estimators.values()}
+    if len(levels) > 1:
+        raise ValueError(f"the estimators' confidence levels differ ({', '.join(map(str, sorted(levels)))}); "
+                         "give them all the same level")
+    return levels.pop()
+
+
 def _git_commit(where: Path) -> str:
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, timeout=5)
@@ -194,6 +207,7 @@ def run_study(study: Study, config: RunConfig = RunConfig(), *, study_file: Path
     if config.scheduler and config.backend != "dask":
         raise ValueError("--scheduler goes with --backend dask")
     cells = study.validate()
+    nominal_level(study)
     truths = [study.truth_for(c) for c in cells]
     seconds_per_rep = preflight(study, cells[0], seed)
     out = config.out if config.out is not None else Path("results") / study.name
@@ -214,7 +228,8 @@ def run_study(study: Study, config: RunConfig = RunConfig(), *, study_file: Path
         meta = {
             "name": study.name, "design": study.design.to_dict(), "dgp": label(study.dgp),
             "methods": {m: label(e) for m, e in study.estimators.items()},
-            "description": dict(study.description), "show": list(study.show),
+            "description": dict(study.description), "show": list(study.show), "reference": study.reference,
+            "unscored": list(study.unscored),
             "run": {"reps": reps, "seed": seed, "chunk_size": chunk, "max_failure_rate": config.max_failure_rate,
                     "study_file": str(study_file.resolve()) if study_file else None, "complete": False},
         }
@@ -223,13 +238,13 @@ def run_study(study: Study, config: RunConfig = RunConfig(), *, study_file: Path
             if missing:
                 raise ValueError(f"cannot merge: {len(missing)} cell(s) are incomplete; " + "; ".join(missing[:3])
                                  + ("; ..." if len(missing) > 3 else ""))
-            stopped, elapsed = [], 0.0
+            stopped, elapsed, ran = [], 0.0, {}
         else:
             if study_file is not None and study_file.resolve() != (out / "study.py").resolve():
                 with atomic_path(out / "study.py") as tmp:
                     shutil.copyfile(study_file, tmp)
             write_json(meta | {"provenance": info}, out / "study.json")
-            stopped, elapsed = _compute(study, plan, config, chunk, jobs, len(cells) * reps)
+            stopped, elapsed, ran = _compute(study, plan, config, chunk, jobs, len(cells) * reps)
         if config.shard:
             if not config.quiet:
                 print(f"shard {config.shard[0]}/{config.shard[1]} done; when every shard is done: "
@@ -237,8 +252,8 @@ def run_study(study: Study, config: RunConfig = RunConfig(), *, study_file: Path
             return None
         estimates = estimates_dataset(study.design.factors, cells, truths, list(study.estimators), reps,
                                       plan.results(), params=plan.params())
-        summary = summary_dataset(estimates)
-        info |= {"finished": datetime.now(timezone.utc).isoformat(), "seconds": round(elapsed, 3),
+        summary = summary_dataset(estimates, ref=study.reference, level=nominal_level(study))
+        info |= {"finished": datetime.now(timezone.utc).isoformat(), "seconds": round(elapsed, 3), "executed": ran,
                  "stopped_early": [cells[i] for i in stopped]}
         meta["run"]["complete"] = True
         for ds in (estimates, summary):
@@ -256,9 +271,9 @@ def run_study(study: Study, config: RunConfig = RunConfig(), *, study_file: Path
 
 
 def _compute(study: Study, plan: Plan, config: RunConfig, chunk: int, jobs: int, total: int
-             ) -> tuple[list[int], float]:
-    """Run the missing tasks, writing each chunk as it arrives; returns the cells stopped early and the
-    seconds it took."""
+             ) -> tuple[list[int], float, dict[str, Any]]:
+    """Run the missing tasks, writing each chunk as it arrives; returns the cells stopped early, the
+    seconds it took and where the tasks really ran (empty when every chunk was already there)."""
     budget = FailureBudget(len(plan.cells), len(study.estimators), config.max_failure_rate)
     for result in plan.results():
         budget.add(result)
@@ -267,17 +282,19 @@ def _compute(study: Study, plan: Plan, config: RunConfig, chunk: int, jobs: int,
                         quiet=config.quiet)
     progress.update(plan.done() if not config.shard else 0)
     t0 = time.perf_counter()
+    ran: dict[str, Any] = {}
     if tasks:
-        with workers(config.backend, jobs, config.scheduler) as n_workers:
-            for result in execute(study, tasks, n_workers, backend=config.backend, retries=config.retries,
-                                  skip=budget.skip):
+        with workers(config.backend, jobs, config.scheduler) as pool:
+            ran = pool.describe()
+            for result in execute(study, tasks, pool.n, backend=config.backend, retries=config.retries,
+                                  skip=budget.skip, client=pool.client):
                 key = plan.keys[result.cell_index]
                 path = write_chunk(plan.out, key, plan.fingerprints[result.cell_index], result)
                 plan.record(ChunkFile(path, key, result.start, result.start + result.n), result.cell_index)
                 budget.add(result)
                 progress.update(result.n)
     progress.close()
-    return sorted(budget.stopped), time.perf_counter() - t0
+    return sorted(budget.stopped), time.perf_counter() - t0, ran
 
 
 def resume(out: Path, config: RunConfig = RunConfig()) -> tuple[xr.Dataset, xr.Dataset]:

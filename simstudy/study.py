@@ -10,7 +10,8 @@ import hashlib
 import importlib.util
 import numbers
 import re
-from collections.abc import Callable, Mapping
+import sys
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,12 @@ class Study:
         reports.
     show : sequence of str, optional
         Parameters printed by ``simstudy run`` and ``simstudy show`` (default: all).
+    reference : str, optional
+        The estimator that ``rel_precision`` compares every other estimator with (default: the first).
+    unscored : sequence of str, optional
+        Parameter names this study does not score: parameters an estimator reports without a true value,
+        or true values no estimator reports. Every other name must match on both sides; the run refuses
+        to start otherwise (a truth key that matches no parameter is usually a misspelt estimand).
     """
 
     name: str
@@ -56,6 +63,8 @@ class Study:
     truth: Callable[..., Truth] | None = None
     description: Mapping[str, str] = field(default_factory=dict)
     show: tuple[str, ...] = ()
+    reference: str | None = None
+    unscored: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not re.fullmatch(r"[A-Za-z0-9_-]+", self.name):
@@ -74,11 +83,51 @@ class Study:
                 raise ValueError(f"estimator {name!r} has no fit() method")
         check_reps(self.reps)
         check_seed(self.seed)
+        if self.reference is None:
+            self.reference = next(iter(self.estimators))
+        elif self.reference not in self.estimators:
+            raise ValueError(f"reference estimator {self.reference!r} is not among the estimators "
+                             f"({', '.join(self.estimators)})")
+        if isinstance(self.unscored, str) or not all(isinstance(u, str) for u in self.unscored):
+            raise ValueError(f"unscored must be a sequence of parameter names, got {self.unscored!r}")
+        self.unscored = tuple(self.unscored)
+        self.show = tuple(self.show)
 
     def truth_for(self, cell: Mapping[str, Any]) -> dict[str, float]:
         """True values of the estimands in one cell."""
         fn = self.truth if self.truth is not None else self.dgp.truth
         return {str(k): float(v) for k, v in fn(**cell).items()}
+
+    def check_estimands(self, params: Mapping[str, Sequence[str]], truth: Mapping[str, float]) -> None:
+        """Raise ``ValueError`` unless every truth key names a parameter some estimator reports and every
+        reported parameter has a true value (names in :attr:`unscored` excepted).
+
+        Parameters
+        ----------
+        params : mapping of str to sequence of str
+            Estimator name to the parameter names it reported (on one replicate).
+        truth : mapping of str to float
+            The true values of one cell.
+        """
+        reported = {p for names in params.values() for p in names}
+        skip = set(self.unscored)
+        unmatched = [k for k in truth if k not in reported and k not in skip]
+        missing: dict[str, list[str]] = {}
+        for est, names in params.items():
+            for p in names:
+                if p not in truth and p not in skip:
+                    missing.setdefault(p, []).append(est)
+        if not unmatched and not missing:
+            return
+        parts = []
+        if unmatched:
+            parts.append("true values that match no estimator's parameter: " + ", ".join(map(repr, unmatched)))
+        if missing:
+            parts.append("parameters without a true value: " + ", ".join(
+                f"{p!r} ({', '.join(ests)})" for p, ests in missing.items()))
+        raise ValueError("estimands and parameters do not match: " + "; ".join(parts)
+                         + " (rename the truth keys to the parameter names, or list names the study does not "
+                         "score in Study(unscored=...))")
 
     def validate(self) -> list[dict[str, Any]]:
         """Check every factor name and value against the DGP; return the cells."""
@@ -122,7 +171,8 @@ def load_study(path: str | Path) -> Study:
     """Run a study file and return the ``Study`` it defines as ``study``.
 
     The file is loaded as a module that is not registered in ``sys.modules``, so classes it defines are
-    sent to worker processes by value.
+    sent to worker processes by value. Its directory is searched first for the modules it imports; those
+    modules are sent to workers by value too (workers need not see the directory).
     """
     p = Path(path)
     if not p.is_file():
@@ -131,13 +181,44 @@ def load_study(path: str | Path) -> Study:
     if spec is None or spec.loader is None:
         raise ValueError(f"cannot load study file {str(p)!r} (is it a .py file?)")
     module = importlib.util.module_from_spec(spec)
+    folder = str(p.resolve().parent)
+    sys.path.insert(0, folder)
     try:
         spec.loader.exec_module(module)
     except SyntaxError as exc:
         raise ValueError(f"syntax error in {p}, line {exc.lineno}: {exc.msg}") from None
     except Exception as exc:
         raise ValueError(f"study file {p} failed: {type(exc).__name__}: {exc}".splitlines()[0]) from None
+    finally:
+        sys.path.remove(folder)
+    _send_local_modules_by_value(Path(folder))
     study = getattr(module, "study", None)
     if not isinstance(study, Study):
         raise ValueError(f"study file {p} must define `study = Study(...)`")
     return study
+
+
+def _send_local_modules_by_value(folder: Path) -> None:
+    """Register the modules imported from ``folder`` with cloudpickle (joblib's copy and Dask's) so that
+    worker processes receive their code with the study instead of importing them."""
+    local = [m for m in list(sys.modules.values())
+             if getattr(m, "__file__", None) and Path(m.__file__).resolve().parent == folder]
+    picklers = []
+    try:
+        from joblib.externals import cloudpickle as joblib_cloudpickle
+
+        picklers.append(joblib_cloudpickle)
+    except ImportError:  # pragma: no cover - joblib always vendors it
+        pass
+    try:
+        import cloudpickle
+
+        picklers.append(cloudpickle)
+    except ImportError:
+        pass
+    for module in local:
+        for pickler in picklers:
+            try:
+                pickler.register_pickle_by_value(module)
+            except ValueError:  # not importable as registered (e.g. a package's __main__)
+                pass

@@ -28,6 +28,7 @@ study = Study(
     },
     reps=300,
     seed=2,
+    unscored=("treat",),  # the DGP's centre-level treatment (effect 0 here) is not in these models
     description={
         "aims": "What a nested design does to call-level effects and to variance components.",
         "data": "Centres x representatives x 10 calls; centre variance 0.2, rep variance 0.1 or 0.5, "

@@ -1,4 +1,4 @@
-"""Shared fixtures: where the published reference tables live."""
+"""Shared fixtures: the published reference tables, kept in tests/data/rsimsum (see its README)."""
 
 from __future__ import annotations
 
@@ -8,14 +8,12 @@ import pandas as pd
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-REFERENCE = ROOT.parent / "shared" / "reference"
+REFERENCE = ROOT / "tests" / "data" / "rsimsum"
 
 
 @pytest.fixture(scope="session")
 def reference():
-    """Load a published reference table from ../shared/reference by file stem."""
-    if not REFERENCE.is_dir():
-        pytest.skip(f"reference tables not found at {REFERENCE}")
+    """Load a published reference table from tests/data/rsimsum by file stem."""
 
     def load(name: str) -> pd.DataFrame:
         return pd.read_csv(REFERENCE / f"{name}.csv")

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 HERE = Path(__file__).resolve().parent
 TOY = HERE / "toy_study.py"
 SLOW = HERE / "slow_study.py"
-REFERENCE = HERE.parent.parent / "shared" / "reference"
+REFERENCE = HERE / "data" / "rsimsum"
 
 
 def tamper(path: Path) -> None:

@@ -36,3 +36,34 @@ def test_summary_drops_nonconverged_fits():
     s = summary_dataset(ds).sel({"a": 1, "method": "m", "param": "x"})
     assert int(s["n_valid"]) == 3 and int(s["n_rep"]) == 6 and int(s["n_nonconverged"]) == 3
     assert float(s["bias"]) == 0.0
+
+
+def test_summary_uses_each_fits_own_interval():
+    # defect: the summary recomputed intervals from se and df, so a fit whose df (hence interval) was NaN
+    # counted with a z interval: type I error 0.017 as summarised vs 0.002 from the fits' own intervals
+    n = 4
+    c = chunk(0, 1, n, ("x",), 0, 0.0)
+    c.values["estimate"][:, 0, 0] = [0.0, 0.3, 0.6, 2.5]
+    c.values["se"][:] = 1.0
+    c.values["ci_lower"][:, 0, 0] = [-4.0, -3.7, np.nan, np.nan]
+    c.values["ci_upper"][:, 0, 0] = [4.0, 4.3, np.nan, np.nan]
+    ds = estimates_dataset({"a": [1]}, [{"a": 1}], [{"x": 0.0}], ["m"], n, [c])
+    s = summary_dataset(ds).sel({"a": 1, "method": "m", "param": "x"})
+    assert float(s["coverage"]) == 1.0 and float(s["power"]) == 0.0  # z would reject replicate 4
+    assert int(s["n_valid"]) == 4
+    assert "2 replicate(s) with an estimate and SE but no interval" in str(s["note"].values)
+
+
+def test_not_estimable_parameters_are_named_with_their_reason():
+    n = 3
+    c = chunk(0, 1, n, ("x", "t"), 0, 1.0)
+    c.values["estimate"][:, 0, 1] = np.nan
+    c.message = np.full((n, 1), "not estimable: t is collinear with the fixed effects of g")
+    c.reported = np.ones((n, 1, 2), dtype=bool)
+    other = chunk(0, 1, n, ("x",), 0, 1.0)  # a second estimator that does not report t at all
+    other.methods = ("o",)
+    other.reported = np.ones((n, 1, 1), dtype=bool)
+    ds = estimates_dataset({"a": [1]}, [{"a": 1}], [{"x": 1.0, "t": 0.0}], ["m", "o"], n, [c, other])
+    s = summary_dataset(ds).sel({"a": 1, "param": "t"})
+    assert str(s["note"].sel({"method": "m"}).values) == "not estimable: t is collinear with the fixed effects of g"
+    assert str(s["note"].sel({"method": "o"}).values) == "not reported by this estimator"

@@ -12,7 +12,7 @@ import pytest
 from simstudy.cli import main, parse_true
 from simstudy.store import read_netcdf
 
-REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
+REFERENCE = Path(__file__).resolve().parent / "data" / "rsimsum"
 
 
 def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
@@ -163,6 +163,11 @@ def finished(capsys, tmp_path):
          "formula 'y ~ 1' names column 'y', which the data do not have"),
         (('"mean": Mean()', '"mean": __import__("simstudy.estimators").estimators.OLS("y ~ w")'),
          "formula 'y ~ w' names column 'w'"),
+        # defect: a truth key that matches no parameter ran and printed bias 0.0000 (0.0000)
+        (('return {"mean": mu}', 'return {"slope_x": mu}'),
+         "true values that match no estimator's parameter: 'slope_x'; parameters without a true value: 'mean'"),
+        (('estimators={"mean": Mean(), "boom": Boom()}', 'estimators={"mean": Mean()}, reference="boom"'),
+         "reference estimator 'boom' is not among the estimators"),
     ],
 )
 def test_bad_study_leaves_results_untouched(capsys, tmp_path, finished, change, fragment):

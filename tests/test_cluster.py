@@ -134,3 +134,46 @@ def test_scheduler_needs_dask_backend(tmp_path):
     proc = simstudy("run", str(TOY), "--out", str(tmp_path / "o"), "--scheduler", "tcp://127.0.0.1:1")
     assert proc.returncode == 2
     assert proc.stderr.strip() == "simstudy: error: --scheduler goes with --backend dask"
+
+
+PID_STUDY = '''
+import os
+import numpy as np
+from simstudy.design import Design
+from simstudy.estimators.base import Fit
+from simstudy.study import Study
+
+
+class D:
+    def generate(self, rng, n=3):
+        return {"y": rng.normal(size=n)}
+
+    def truth(self, n=3):
+        return {"pid": 0.0}
+
+
+class Pid:
+    def fit(self, data):
+        v = np.array([float(os.getpid())])
+        return Fit(("pid",), v, v, v, v, np.array([np.nan]))
+
+
+study = Study(name="pid", design=Design({"n": [3]}), dgp=D(), estimators={"pid": Pid()}, reps=4, seed=1)
+'''
+
+
+@pytest.mark.slow
+def test_one_worker_dask_cluster_runs_tasks_on_the_cluster(tmp_path):
+    # defect: joblib runs n_jobs=1 in-process, so a one-worker cluster never saw a task while study.json
+    # recorded backend dask
+    from simstudy.runner import RunConfig, run_study
+    from simstudy.study import load_study
+
+    path = tmp_path / "pid_study.py"
+    path.write_text(PID_STUDY)
+    estimates, _ = run_study(load_study(path), RunConfig(out=tmp_path / "out", quiet=True, backend="dask",
+                                                         scheduler="local:1", chunk_size=2), study_file=path)
+    pids = set(estimates["estimate"].values.ravel().tolist())
+    assert len(pids) == 1 and os.getpid() not in pids
+    executed = json.loads((tmp_path / "out" / "study.json").read_text())["provenance"]["executed"]
+    assert executed == {"backend": "dask", "workers": 1, "scheduler": "local:1"}

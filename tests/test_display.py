@@ -37,3 +37,24 @@ def test_compact_has_a_row_per_cell_and_method():
     assert len(lines) == 2 + 4
     bias = float(s["bias"].sel({"n": 10, "method": "ols"}))
     assert f"{bias:.4f}" in lines[2]
+
+
+def test_not_estimable_rows_are_shown_with_their_reason():
+    s = summary()
+    note = s["note"].values.astype(object)
+    note[0, 1] = "not estimable: x is collinear with the fixed effects of g"
+    s["note"] = (s["note"].dims, note.astype(str))
+    s["n_valid"][0, 1] = 0
+    s["bias"][0, 1] = np.nan
+    text = format_compact(s)
+    lines = text.splitlines()
+    assert any(line.endswith("[1]") and "lmm" in line for line in lines)
+    assert lines[-1] == "[1] not estimable: x is collinear with the fixed effects of g"
+
+
+def test_parameters_an_estimator_does_not_report_are_left_out():
+    s = summary()
+    note = s["note"].values.astype(object)
+    note[0, 1] = "not reported by this estimator"
+    s["note"] = (s["note"].dims, note.astype(str))
+    assert len(format_compact(s).splitlines()) == 2 + 3

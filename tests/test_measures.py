@@ -69,13 +69,40 @@ def test_t_and_limit_intervals_differ_from_z():
     est = np.array([0.0, 0.5, 2.5, -2.5])
     se = np.ones(4)
     lo_z, hi_z = m.intervals(est, se, 0.95)
-    lo_t, hi_t = m.intervals(est, se, 0.95, df=np.array([3.0, 3.0, np.nan, 3.0]))
-    # df=3: crit 3.182; NaN df falls back to z
+    lo_t, hi_t = m.intervals(est, se, 0.95, df=np.array([3.0, 3.0, np.inf, 3.0]))
+    # df=3: crit 3.182; infinite df is z
     assert hi_t[0] == pytest.approx(3.182446305, rel=1e-8)
     assert hi_t[2] == pytest.approx(hi_z[2])
     cov_z = m.coverage(lo_z, hi_z, 0.0)[0]
     cov_t = m.coverage(lo_t, hi_t, 0.0)[0]
     assert cov_z == 0.5 and cov_t == 0.75
+
+
+def test_nan_df_is_no_interval_not_z():
+    # defect: a NaN df was read as "use z", so fits without an interval were counted with z intervals
+    lo, hi = m.intervals(np.array([0.0, 3.0]), np.ones(2), 0.95, df=np.array([np.nan, 0.0]))
+    assert np.isnan(lo).all() and np.isnan(hi).all()
+    assert np.isnan(m.critical_value(0.95, np.array([np.nan, -1.0]))).all()
+
+
+def test_replicates_without_an_interval_are_left_out_and_said():
+    rng = np.random.default_rng(3)
+    est = rng.normal(size=200)
+    df = np.where(np.arange(200) < 50, np.nan, 10.0)
+    ds = xr.Dataset({"estimate": ("rep", est), "se": ("rep", np.ones(200)), "df": ("rep", df), "true": 0.0})
+    out = m.summarize(ds)
+    lo, hi = m.intervals(est[50:], np.ones(150), 0.95, df[50:])
+    assert float(out["coverage"]) == pytest.approx(np.mean((lo <= 0) & (0 <= hi)))
+    assert int(out["n_valid"]) == 200
+    assert "50 replicate(s) with an estimate and SE but no interval" in str(out["note"].values)
+
+
+def test_missing_truth_stays_missing():
+    # defect: summary.nc stored true = 0 where the estimates had no true value
+    ds = xr.Dataset({"estimate": ("rep", np.arange(5.0)), "se": ("rep", np.ones(5)), "true": np.nan})
+    out = m.summarize(ds)
+    assert np.isnan(out["true"]) and np.isnan(out["bias"]) and np.isnan(out["coverage"])
+    assert "no true value" in str(out["note"].values)
 
 
 def test_power_uses_null():

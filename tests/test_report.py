@@ -154,8 +154,8 @@ def test_tables_hold_measures_with_mcse(run_dir: Path, page: str):
 
 def test_latex_tables_are_escaped_booktabs(run_dir: Path):
     tex = (run_dir / "tables" / "measures_treat.tex").read_text()
-    # n_groups, icc, method; 9 measures (rel_precision has no reference method) and valid/reps
-    assert "\\begin{tabular}{lll" + "r" * 10 + "}" in tex
+    # n_groups, icc, method; 10 measures (rel_precision against the first estimator) and valid/reps
+    assert "\\begin{tabular}{lll" + "r" * 11 + "}" in tex
     assert "n\\_groups" in tex and "\\toprule" in tex and "\\bottomrule" in tex
     assert tex.count(" \\\\") == 1 + 16  # header and one row per cell and method
     assert tex.count("\\begin{table}") == tex.count("\\end{table}") == 1
@@ -264,3 +264,18 @@ def test_report_opens_in_headless_chromium(run_dir: Path, page: str, tmp_path: P
     loaded = chromium("--virtual-time-budget=10000", "--dump-dom", probe.as_uri(), profile=tmp_path / "p3")
     assert loaded.returncode == 0, loaded.stderr[-2000:]
     assert f'data-images-loaded="{n_images}/{n_images}"' in loaded.stdout  # every image decoded
+
+
+def test_not_estimable_parameters_appear_in_the_report(tmp_path):
+    # defect: OLS with instructor dummies returns NaN method effects with a reason; the report said nothing
+    teaching = Path(__file__).resolve().parents[1] / "studies" / "teaching_methods.py"
+    study = replace(load_study(teaching), design=Design(
+        {"instructors_per_method": [3], "students_per_instructor": [5], "instructor_sd": [3.0]}))
+    out = tmp_path / "run"
+    run_study(study, RunConfig(reps=4, jobs=1, quiet=True, out=out))
+    write_report(out, figures=False)
+    page = (out / "report.html").read_text(encoding="utf-8")
+    assert "not estimable: C(method)[T.1] is collinear with the fixed effects of instructor" in page
+    summary = read_netcdf(out / "summary.nc")
+    note = summary["note"].sel({"method": "ols_dummies", "param": "C(method)[T.2]"}).values.ravel()[0]
+    assert note == "not estimable: C(method)[T.2] is collinear with the fixed effects of instructor"

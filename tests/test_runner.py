@@ -111,3 +111,12 @@ def test_bad_jobs_and_output_dir(toy, tmp_path):
     blocker.write_text("")
     with pytest.raises(ValueError, match="cannot create output directory"):
         run_study(toy, RunConfig(out=blocker / "sub", quiet=True, reps=2, jobs=1))
+
+
+def test_relative_precision_is_filled_against_the_reference(toy, tmp_path):
+    # defect: summary_dataset was called without a reference, so rel_precision was NaN in every run
+    est, summ = run(toy, tmp_path, "rp", reps=30, jobs=1)
+    rp = summ["rel_precision"].sel({"method": "boom", "param": "mean"})
+    assert np.isfinite(rp).any()
+    assert np.allclose(summ["rel_precision"].sel({"method": "mean", "param": "mean"}), 0.0)
+    assert summ.attrs["ref"] == "mean"

@@ -65,3 +65,28 @@ def test_bad_study_files(tmp_path, text, message):
 def test_missing_study_file(tmp_path):
     with pytest.raises(ValueError, match="does not exist"):
         load_study(tmp_path / "nope.py")
+
+
+def test_estimands_must_match_parameters():
+    study = load_study(TOY)
+    study.check_estimands({"mean": ("mean",), "boom": ("mean",)}, {"mean": 0.0})
+    with pytest.raises(ValueError, match="true values that match no estimator's parameter: 'slope_x'"):
+        study.check_estimands({"mean": ("mean", "x")}, {"mean": 0.0, "slope_x": 1.0, "x": 1.0})
+    with pytest.raises(ValueError, match=re.escape("parameters without a true value: 'x' (mean)")):
+        study.check_estimands({"mean": ("mean", "x")}, {"mean": 0.0})
+
+
+def test_unscored_names_are_exempt_from_matching():
+    study = load_study(TOY)
+    study = Study(name="x", design=study.design, dgp=study.dgp, estimators=study.estimators,
+                  unscored=("x", "treat"))
+    study.check_estimands({"mean": ("mean", "x")}, {"mean": 0.0, "treat": 0.0})
+    with pytest.raises(ValueError, match="unscored must be a sequence"):
+        Study(name="x", design=study.design, dgp=study.dgp, estimators=study.estimators, unscored="x")
+
+
+def test_reference_defaults_to_the_first_estimator():
+    study = load_study(TOY)
+    assert study.reference == "mean"
+    assert Study(name="x", design=study.design, dgp=study.dgp, estimators=study.estimators,
+                 reference="boom").reference == "boom"

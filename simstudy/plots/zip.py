@@ -34,7 +34,7 @@ def plot_zip(
     param: str | None = None,
     methods: Sequence[str] | None = None,
     level: float = 0.95,
-    intervals: Literal["wald", "limits"] = "wald",
+    intervals: Literal["wald", "limits"] = "limits",
     figsize: tuple[float, float] | None = None,
 ) -> Figure:
     """Zip plot of the confidence intervals of one cell and parameter, one panel per method.
@@ -52,10 +52,11 @@ def plot_zip(
     methods : sequence of str, optional
         Methods to show, one panel each (default all).
     level : float
-        Confidence level of the intervals (as used for the summary's coverage, 0.95 by default).
-    intervals : {"wald", "limits"}
-        ``"wald"``: ``estimate +- crit * se`` with t quantiles where ``df`` is finite, as ``simstudy``'s
-        summary computes coverage; ``"limits"``: the stored ``ci_lower`` and ``ci_upper``.
+        Confidence level of the intervals (the estimators' level, 0.95 by default).
+    intervals : {"limits", "wald"}
+        ``"limits"`` (default): the fits' own intervals ``ci_lower`` and ``ci_upper``, from which the
+        summary computes coverage; ``"wald"``: ``estimate +- crit * se`` with t quantiles where ``df`` is
+        finite (a replicate whose df is NaN has no interval).
     figsize : (float, float), optional
         Figure size in inches.
 
