@@ -19,8 +19,8 @@ from pathlib import Path
 
 from simstudy.design import Design
 from simstudy.dgp.clustered import RandomIntercept
+from simstudy.engine.runner import RunConfig, run_study
 from simstudy.estimators import OLS, MixedLM
-from simstudy.runner import RunConfig, run_study
 from simstudy.study import Study
 
 FORMULA = "y ~ x + treat"

@@ -28,7 +28,7 @@ STUDY = textwrap.dedent('''
 PROBE = textwrap.dedent('''
     import resource, sys
     from pathlib import Path
-    from simstudy.runner import RunConfig, run_study
+    from simstudy.engine.runner import RunConfig, run_study
     from simstudy.study import load_study
     run_study(load_study(sys.argv[1]), RunConfig(reps=int(sys.argv[2]), out=Path(sys.argv[3]), jobs=2, quiet=True))
     print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)

@@ -62,7 +62,8 @@ def callcentre_data(rng, C, R, m):
     age = rng.uniform(18, 80, size=centre.size)
     y = (7 + 0.01 * age - 1.0 * (reason == "complaint") + rng.normal(scale=0.7, size=C)[centre]
          + rng.normal(scale=0.9, size=(C, R))[centre, rep] + rng.normal(scale=1.2, size=centre.size))
-    return {"centre": centre, "rep": rep, "reason": reason, "age": age, "call_CSAT": y}
+    # rep ids unique across centres (the nested models' default, nested_ids="unique")
+    return {"centre": centre, "rep": centre * R + rep, "reason": reason, "age": age, "call_CSAT": y}
 
 
 def median_time(fn, repeats):

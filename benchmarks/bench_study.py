@@ -26,9 +26,9 @@ from threadpoolctl import threadpool_limits
 
 from simstudy.design import Design
 from simstudy.dgp.clustered import RandomIntercept
+from simstudy.engine.runner import RunConfig, run_study
 from simstudy.estimators import OLS, MixedLM
 from simstudy.formula import Formula
-from simstudy.runner import RunConfig, run_study
 from simstudy.study import Study
 
 FORMULA = "y ~ x + treat"

@@ -67,9 +67,9 @@ def parse_true(text: str) -> float | str | dict[str, float]:
 
 
 def cmd_summarize(args: argparse.Namespace) -> int:
-    from simstudy.display import format_wide
-    from simstudy.store import write_netcdf
-    from simstudy.table import read_table, summarize_table
+    from simstudy.engine.store import write_netcdf
+    from simstudy.output.display import format_wide
+    from simstudy.stats.table import read_table, summarize_table
 
     if (args.ci_lower is None) != (args.ci_upper is None):
         raise UsageError("--ci-lower and --ci-upper go together")
@@ -79,7 +79,7 @@ def cmd_summarize(args: argparse.Namespace) -> int:
         estimate=args.estimate,
         se=args.se,
         true=parse_true(args.true),
-        method=args.method,
+        estimator=args.estimator,
         param=args.param,
         by=args.by or (),
         ref=args.ref,
@@ -97,7 +97,7 @@ def cmd_summarize(args: argparse.Namespace) -> int:
 
 
 def _config(args: argparse.Namespace) -> Any:
-    from simstudy.runner import RunConfig
+    from simstudy.engine.runner import RunConfig
 
     return RunConfig(
         reps=getattr(args, "reps", None), jobs=args.jobs, seed=getattr(args, "seed", None),
@@ -108,24 +108,39 @@ def _config(args: argparse.Namespace) -> Any:
     )
 
 
+def _report_run(result: Any, config: Any, out: Path) -> None:
+    """Print what a finished run shows: the table and a summary line (nothing with --quiet)."""
+    if config.quiet:
+        return
+    if result is None:  # one shard of a sharded run
+        print(f"shard {config.shard[0]}/{config.shard[1]} done; when every shard is done: simstudy merge {out}")
+        return
+    from simstudy.output.display import format_run
+
+    print(format_run(result[1], out))
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    from simstudy.runner import run_study
+    from simstudy.engine.runner import run_study
     from simstudy.study import load_study
 
     study = load_study(args.study)
-    run_study(study, _config(args), study_file=Path(args.study))
+    config = _config(args)
+    result = run_study(study, config, study_file=Path(args.study))
+    _report_run(result, config, config.out if config.out is not None else Path("results") / study.name)
     return 0
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from simstudy.runner import resume
+    from simstudy.engine.runner import resume
 
-    resume(Path(args.dir), _config(args))
+    config = _config(args)
+    _report_run(resume(Path(args.dir), config), config, Path(args.dir))
     return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from simstudy.report import write_report
+    from simstudy.output.report import write_report
 
     path = write_report(Path(args.dir), figures=not args.no_figures)
     print(f"wrote {path}")
@@ -133,15 +148,16 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
-    from simstudy.runner import resume
+    from simstudy.engine.runner import resume
 
     args.merge = True
-    resume(Path(args.dir), _config(args))
+    config = _config(args)
+    _report_run(resume(Path(args.dir), config), config, Path(args.dir))
     return 0
 
 
 def _shard(text: str) -> tuple[int, int]:
-    from simstudy.cluster import parse_shard
+    from simstudy.engine.cluster import parse_shard
 
     try:
         return parse_shard(text)
@@ -150,9 +166,9 @@ def _shard(text: str) -> tuple[int, int]:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from simstudy.runner import show
+    from simstudy.output.display import show_run
 
-    print(show(Path(args.dir)))
+    print(show_run(Path(args.dir)))
     return 0
 
 
@@ -162,7 +178,7 @@ def _run_options(p: argparse.ArgumentParser) -> None:
                    help="recompute cells whose checkpoints came from a changed study")
     p.add_argument("--retries", type=int, default=1, help="retries of a chunk whose worker died (default 1)")
     p.add_argument("--max-failure-rate", type=_level, default=None,
-                   help="stop a cell once a method fails on more than this share of replicates")
+                   help="stop a cell once an estimator fails on more than this share of replicates")
     p.add_argument("--backend", choices=("loky", "dask"), default="loky",
                    help="where chunks run: loky processes here (default) or a Dask cluster")
     p.add_argument("--scheduler", help="with --backend dask: tcp://HOST:PORT, or local:N worker processes")
@@ -194,7 +210,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     merge = sub.add_parser("merge", help="assemble the results of a sharded run once every shard is done")
     merge.add_argument("dir", help="the run's output directory")
-    merge.set_defaults(func=cmd_merge, reps=None, jobs=1, chunk_size=None, quiet=False, force=False, retries=1,
+    merge.add_argument("--force", action="store_true",
+                       help="drop checkpoints from a different version of the study (then lists what is missing)")
+    merge.set_defaults(func=cmd_merge, reps=None, jobs=1, chunk_size=None, quiet=False, retries=1,
                        max_failure_rate=None, backend="loky", scheduler=None)
 
     show = sub.add_parser("show", help="print the summary table of a finished run")
@@ -207,17 +225,18 @@ def build_parser() -> argparse.ArgumentParser:
     rep.set_defaults(func=cmd_report)
 
     summ = sub.add_parser("summarize", help="performance measures for a CSV or Parquet table of estimates")
-    summ.add_argument("table", help="CSV or Parquet file, one row per replicate and method")
+    summ.add_argument("table", help="CSV or Parquet file, one row per replicate and estimator")
     summ.add_argument("--estimate", required=True, help="column of point estimates")
     summ.add_argument("--se", required=True, help="column of standard errors")
     summ.add_argument("--true", required=True,
                       help="true value: a number, a column name, or param=value,param=value")
-    summ.add_argument("--method", help="column naming the method")
+    summ.add_argument("--estimator", "--method", dest="estimator",
+                      help="column naming the estimator (the method compared)")
     summ.add_argument("--param", help="column naming the parameter (several estimands)")
     summ.add_argument("--by", nargs="+", help="columns of design factors")
-    summ.add_argument("--ref", help="reference method for relative precision")
-    summ.add_argument("--rep", help="column of replicate ids (pairs methods)")
-    summ.add_argument("--df", help="column of degrees of freedom (t intervals)")
+    summ.add_argument("--ref", help="reference estimator for relative precision")
+    summ.add_argument("--rep", help="column of replicate ids (pairs estimators)")
+    summ.add_argument("--df", help="column of degrees of freedom (t intervals; inf: z; missing: no interval)")
     summ.add_argument("--ci-lower", help="column of lower interval limits")
     summ.add_argument("--ci-upper", help="column of upper interval limits")
     summ.add_argument("--level", type=_level, default=0.95, help="confidence level (default 0.95)")

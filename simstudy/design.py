@@ -8,8 +8,26 @@ import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
-#: Names the results already use for their own dimensions.
-RESERVED = frozenset({"rep", "method", "param", "cell"})
+import numpy as np
+
+#: Names the results use for their own dimensions, and keyword arguments of xarray's ``sel`` (a dimension
+#: called ``method`` is read by ``ds.sel(method=...)`` as its interpolation method, silently).
+RESERVED = frozenset({"rep", "estimator", "param", "cell", "method", "tolerance", "drop", "indexers"})
+
+
+def fmt(value: object) -> str:
+    """A factor level or number for a label: ``6``, ``0.05``, ``ols``."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def cell_label(cell: Mapping[str, object]) -> str:
+    """``n_groups=6, icc=0.05``."""
+    return ", ".join(f"{k}={fmt(v)}" for k, v in cell.items())
+
 
 
 class Design:
@@ -38,7 +56,7 @@ class Design:
             if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
                 raise ValueError(f"factor name {name!r} must be an identifier")
             if name in RESERVED:
-                raise ValueError(f"factor name {name!r} is reserved (rep, method, param, cell)")
+                raise ValueError(f"factor name {name!r} is reserved ({', '.join(sorted(RESERVED))})")
             if isinstance(levels, (str, bytes)) or not isinstance(levels, Sequence):
                 levels = [levels]
             levels = list(levels)

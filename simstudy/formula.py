@@ -201,3 +201,77 @@ def _dummies(codes: np.ndarray, n_levels: int) -> np.ndarray:
     out = np.zeros((codes.shape[0], n_levels))
     out[np.arange(codes.shape[0]), codes] = 1.0
     return out
+
+
+#: How the labels of a nested grouping column are read (``nested_ids=`` of the mixed-model estimators).
+NESTED_IDS = ("unique", "within")
+
+
+def nest_codes(outer: np.ndarray, inner: np.ndarray, names: tuple[str, str],
+               ids: str = "unique") -> tuple[np.ndarray, int, str]:
+    """The units of a grouping level nested in the units of the level above it, and why they are refused.
+
+    Parameters
+    ----------
+    outer : ndarray of int
+        Codes 0..C-1 of the units of the level above, one per row.
+    inner : ndarray
+        The inner grouping column's labels, one per row.
+    names : (str, str)
+        Names of the outer and inner columns, for the message.
+    ids : {"unique", "within"}
+        ``"unique"``: an inner label identifies its unit on its own, so every label must occur in one outer
+        unit only; a label seen under two or more outer units is refused, because the data then cannot say
+        whether the inner column is crossed with the outer one (the same item seen by every subject) or
+        numbered within it (rep 1 of centre a and rep 1 of centre b): both look the same. ``"within"``:
+        labels are numbered within the outer unit; a unit is an (outer unit, label) pair.
+
+    Returns
+    -------
+    codes : ndarray of intp
+        Unit of every row, 0..U-1 (the distinct (outer, label) pairs in sorted order).
+    U : int
+        Number of units.
+    problem : str
+        ``""``, or one line saying why the nested model cannot be fitted: shared labels (``ids="unique"``),
+        every inner unit a single observation (``var(inner)`` confounded with the residual variance; a crossed
+        design with one observation per cell looks like that when declared ``"within"``), or every outer
+        unit a single inner unit (``var(inner)`` confounded with ``var(outer)``).
+
+    Examples
+    --------
+    >>> codes, U, problem = nest_codes(np.array([0, 0, 1, 1]), np.array([5, 5, 7, 8]), ("centre", "rep"))
+    >>> codes.tolist(), U, problem
+    ([0, 0, 1, 2], 3, '')
+    >>> nest_codes(np.array([0, 0, 1, 1]), np.array([1, 2, 1, 2]), ("subj", "item"))[2][:52]
+    "'item' labels repeat across 'subj' groups (2 of 2 la"
+    """
+    if ids not in NESTED_IDS:
+        raise ValueError(f"nested_ids must be one of {NESTED_IDS}, got {ids!r}")
+    o_name, i_name = names
+    outer = np.asarray(outer)
+    levels, lab = _levels_codes(np.asarray(inner))
+    L = levels.shape[0]
+    C = int(outer.max()) + 1 if outer.size else 0
+    pairs, codes = _levels_codes(outer.astype(np.int64) * max(L, 1) + lab)
+    U = pairs.shape[0]
+    if ids == "unique" and U > L:
+        n_outer = np.bincount(pairs % max(L, 1), minlength=L)
+        shared = np.flatnonzero(n_outer > 1)
+        k = shared[np.argmax(n_outer[shared])]
+        example = levels[k].tolist() if hasattr(levels[k], "tolist") else levels[k]
+        return codes, U, (
+            f"{i_name!r} labels repeat across {o_name!r} groups ({shared.size} of {L} labels occur in more than "
+            f"one; {i_name} {example!r} in {n_outer[k]} of {C}): either {i_name!r} is crossed with {o_name!r} "
+            f"(crossed random effects are not supported) or its ids are numbered within {o_name!r}; if "
+            f"{i_name} is nested in {o_name}, make its ids unique (e.g. {o_name} * 1000 + {i_name}) or pass "
+            "nested_ids='within'")
+    if U == outer.shape[0] and U > 0:
+        return codes, U, (
+            f"every ({o_name}, {i_name}) unit has a single observation: var({i_name}) and var(residual) are not "
+            f"separately identifiable (if {i_name!r} is crossed with {o_name!r}: crossed random effects are "
+            "not supported)")
+    if U <= C:
+        return codes, U, (f"every {o_name!r} has a single {i_name!r}: var({i_name}) and var({o_name}) are not "
+                          "separately identifiable")
+    return codes, U, ""

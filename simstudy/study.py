@@ -48,6 +48,10 @@ class Study:
         Parameters printed by ``simstudy run`` and ``simstudy show`` (default: all).
     reference : str, optional
         The estimator that ``rel_precision`` compares every other estimator with (default: the first).
+    labels : mapping of str to str, optional
+        Readable names for figures and tables: factor, estimator and parameter names to labels (e.g.
+        ``{"n_groups": "Number of clusters", "lmm_t": "LMM, t (between-within df)"}``). Names without a
+        label are shown as they are (factors with underscores replaced by spaces).
     unscored : sequence of str, optional
         Parameter names this study does not score: parameters an estimator reports without a true value,
         or true values no estimator reports. Every other name must match on both sides; the run refuses
@@ -65,6 +69,7 @@ class Study:
     show: tuple[str, ...] = ()
     reference: str | None = None
     unscored: tuple[str, ...] = ()
+    labels: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not re.fullmatch(r"[A-Za-z0-9_-]+", self.name):
@@ -91,33 +96,77 @@ class Study:
         if isinstance(self.unscored, str) or not all(isinstance(u, str) for u in self.unscored):
             raise ValueError(f"unscored must be a sequence of parameter names, got {self.unscored!r}")
         self.unscored = tuple(self.unscored)
+        if not isinstance(self.labels, Mapping) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in self.labels.items()):
+            raise ValueError(f"labels must map names to strings, got {self.labels!r}")
+        self.labels = dict(self.labels)
         self.show = tuple(self.show)
 
-    def truth_for(self, cell: Mapping[str, Any]) -> dict[str, float]:
-        """True values of the estimands in one cell."""
-        fn = self.truth if self.truth is not None else self.dgp.truth
-        return {str(k): float(v) for k, v in fn(**cell).items()}
+    def truth_for(self, cell: Mapping[str, Any]) -> dict[str, float | dict[str, float]]:
+        """True values of the estimands in one cell, as the DGP (or the study's ``truth``) gives them.
 
-    def check_estimands(self, params: Mapping[str, Sequence[str]], truth: Mapping[str, float]) -> None:
-        """Raise ``ValueError`` unless every truth key names a parameter some estimator reports and every
-        reported parameter has a true value (names in :attr:`unscored` excepted).
+        A value is a number, or, where estimators target different estimands for one parameter (a GLMM's
+        conditional log odds ratio, GEE's marginal one), a mapping from an estimand label (what an
+        estimator's ``estimand`` attribute says it targets) or an estimator's name to a number.
+        """
+        fn = self.truth if self.truth is not None else self.dgp.truth
+        out: dict[str, float | dict[str, float]] = {}
+        for key, value in fn(**cell).items():
+            if isinstance(value, Mapping):
+                out[str(key)] = {str(k): float(v) for k, v in value.items()}
+            else:
+                out[str(key)] = float(value)
+        return out
+
+    def truths(self, cell: Mapping[str, Any]) -> dict[str, dict[str, float]]:
+        """True values by estimator: ``{estimator: {param: value}}``.
+
+        A per-estimand mapping (see :meth:`truth_for`) is resolved for each estimator by its name first,
+        then by its ``estimand`` attribute; a parameter whose mapping has neither gets no true value for
+        that estimator (:meth:`check_estimands` refuses a run where such a parameter is reported).
+        """
+        raw = self.truth_for(cell)
+        out: dict[str, dict[str, float]] = {}
+        for name, est in self.estimators.items():
+            target = getattr(est, "estimand", None)
+            mine: dict[str, float] = {}
+            for param, value in raw.items():
+                if not isinstance(value, dict):
+                    mine[param] = value
+                elif name in value:
+                    mine[param] = value[name]
+                elif target is not None and target in value:
+                    mine[param] = value[target]
+            out[name] = mine
+        return out
+
+    def check_estimands(self, params: Mapping[str, Sequence[str]], cell: Mapping[str, Any]) -> None:
+        """Raise ``ValueError`` unless the cell's true values and the estimators' parameters match: every
+        truth key names a parameter some estimator reports, every reported parameter has a true value for
+        that estimator, and every key of a per-estimand mapping names an estimator or an estimand one of
+        them targets (names in :attr:`unscored` excepted).
 
         Parameters
         ----------
         params : mapping of str to sequence of str
             Estimator name to the parameter names it reported (on one replicate).
-        truth : mapping of str to float
-            The true values of one cell.
+        cell : mapping
+            The cell's factor values.
         """
+        raw = self.truth_for(cell)
+        by_est = self.truths(cell)
         reported = {p for names in params.values() for p in names}
         skip = set(self.unscored)
-        unmatched = [k for k in truth if k not in reported and k not in skip]
+        targets = set(self.estimators) | {str(getattr(e, "estimand")) for e in self.estimators.values()
+                                          if getattr(e, "estimand", None) is not None}
+        unmatched = [k for k in raw if k not in reported and k not in skip]
+        stray = [f"{k}[{t!r}]" for k, v in raw.items() if isinstance(v, dict) for t in v if t not in targets]
         missing: dict[str, list[str]] = {}
         for est, names in params.items():
             for p in names:
-                if p not in truth and p not in skip:
+                if p not in by_est.get(est, {}) and p not in skip:
                     missing.setdefault(p, []).append(est)
-        if not unmatched and not missing:
+        if not unmatched and not missing and not stray:
             return
         parts = []
         if unmatched:
@@ -125,6 +174,8 @@ class Study:
         if missing:
             parts.append("parameters without a true value: " + ", ".join(
                 f"{p!r} ({', '.join(ests)})" for p, ests in missing.items()))
+        if stray:
+            parts.append("per-estimand true values whose key names no estimator or estimand: " + ", ".join(stray))
         raise ValueError("estimands and parameters do not match: " + "; ".join(parts)
                          + " (rename the truth keys to the parameter names, or list names the study does not "
                          "score in Study(unscored=...))")

@@ -3,14 +3,16 @@
 from pathlib import Path
 
 import numpy as np
-from matplotlib.container import ErrorbarContainer
 import pyarrow as pa
 import pyarrow.parquet as pq
+from matplotlib.container import ErrorbarContainer
 
 HERE = Path(__file__).resolve().parent
 TOY = HERE / "toy_study.py"
 SLOW = HERE / "slow_study.py"
 REFERENCE = HERE / "data" / "rsimsum"
+ROOT = HERE.parent
+STUDIES = ROOT / "studies"
 
 
 def tamper(path: Path) -> None:

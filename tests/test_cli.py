@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
-
 from pathlib import Path
 
 import pytest
 
 from simstudy.cli import main, parse_true
-from simstudy.store import read_netcdf
+from simstudy.engine.store import read_netcdf
 
 REFERENCE = Path(__file__).resolve().parent / "data" / "rsimsum"
 
@@ -33,12 +32,12 @@ def test_summarize_prints_table_and_writes_netcdf(capsys, tmp_path):
     out_file = tmp_path / "summary.nc"
     code, out, err = run_cli(
         capsys, "summarize", str(REFERENCE / "MIsim.csv"), "--estimate", "b", "--se", "se", "--true", "0.5",
-        "--method", "method", "--ref", "CC", "--rep", "dataset", "--out", str(out_file),
+        "--estimator", "method", "--ref", "CC", "--rep", "dataset", "--out", str(out_file),
     )
     assert code == 0, err
     assert "31.0463 (3.9375)" in out and "-2.6594 (2.2055)" in out
     summary = read_netcdf(out_file)
-    assert float(summary["rel_precision"].sel({"method": "MI_T"}).squeeze()) == pytest.approx(26.3682, abs=1e-4)
+    assert float(summary["rel_precision"].sel({"estimator": "MI_T"}).squeeze()) == pytest.approx(26.3682, abs=1e-4)
 
 
 def test_summarize_several_parameters(capsys):
@@ -190,14 +189,14 @@ def test_changed_study_needs_force(capsys, tmp_path, finished):
     out, _ = finished
     path = _variant(tmp_path, "seed=7", "seed=8")
     code, _, err = run_cli(capsys, "run", path, "--out", str(out), "--jobs", "1", "--reps", "10", "--quiet")
-    assert_one_line_error(code, err, "use --force")
+    assert_one_line_error(code, err, "--force recomputes them")
     code, _, err = run_cli(capsys, "run", path, "--out", str(out), "--jobs", "1", "--reps", "10", "--quiet",
                            "--force")
     assert code == 0, err
 
 
 def test_write_failure_mid_run(capsys, tmp_path, monkeypatch):
-    import simstudy.runner as runner
+    import simstudy.engine.runner as runner
 
     real, calls = runner.write_chunk, []
 
@@ -225,12 +224,12 @@ def test_failure_budget_stops_a_cell(capsys, tmp_path):
     assert code == 0, err
     assert "stopped early (failure rate above 0.3): n=10, mu=1" in stdout
     summary = read_netcdf(out / "summary.nc")
-    n_rep = summary["n_rep"].sel({"method": "mean", "param": "mean"})
+    n_rep = summary["n_rep"].sel({"estimator": "mean", "param": "mean"})
     assert int(n_rep.sel(n=10, mu=1.0)) < 200 and int(n_rep.sel(n=10, mu=0.0)) == 200
 
 
 def test_concurrent_run_is_refused(capsys, tmp_path):
-    from simstudy.lock import RunLock
+    from simstudy.engine.lock import RunLock
 
     out = tmp_path / "toy"
     out.mkdir()

@@ -11,7 +11,7 @@ from scipy import stats
 
 from simstudy.design import Design
 from simstudy.dgp.clustered import design_effect
-from simstudy.runner import RunConfig, run_study
+from simstudy.engine.runner import RunConfig, run_study
 from simstudy.study import load_study
 
 STUDIES = Path(__file__).resolve().parents[1] / "studies"
@@ -27,7 +27,7 @@ def test_study_runs_small(path, tmp_path):
     assert set(truth) <= set(est.coords["param"].values)
     assert int(summary["n_rep"].max()) == 4
     for method in study.estimators:
-        assert int(summary["n_valid"].sel({"method": method}).max()) > 0, method
+        assert int(summary["n_valid"].sel({"estimator": method}).max()) > 0, method
 
 
 def test_cluster_trial_naive_ols_undercovers_as_the_design_effect_predicts(tmp_path):
@@ -37,10 +37,10 @@ def test_cluster_trial_naive_ols_undercovers_as_the_design_effect_predicts(tmp_p
     s = summary.sel({"param": "treat", "n_groups": 40, "group_size": 20, "treatment_effect": 0.3})
     z = stats.norm.ppf(0.975)
     for icc in (0.05, 0.2):
-        ols = s.sel({"icc": icc, "method": "ols"})
+        ols = s.sel({"icc": icc, "estimator": "ols"})
         predicted = 2 * stats.norm.cdf(z / np.sqrt(design_effect(20, icc))) - 1
         assert abs(float(ols["coverage"]) - predicted) < 4 * float(ols["coverage_mcse"]) + 0.01, (icc, predicted)
         assert float(ols["coverage"]) < 0.9
         for method in ("ols_cluster", "lmm", "lmm_t"):
-            m = s.sel({"icc": icc, "method": method})
+            m = s.sel({"icc": icc, "estimator": method})
             assert abs(float(m["coverage"]) - 0.95) < 4 * float(m["coverage_mcse"]), (icc, method)

@@ -67,22 +67,41 @@ def test_missing_study_file(tmp_path):
         load_study(tmp_path / "nope.py")
 
 
+def _with_truth(truth, **kwargs):
+    toy = load_study(TOY)
+    return Study(name="x", design=toy.design, dgp=toy.dgp, estimators=toy.estimators,
+                 truth=lambda **cell: truth, **kwargs)
+
+
 def test_estimands_must_match_parameters():
-    study = load_study(TOY)
-    study.check_estimands({"mean": ("mean",), "boom": ("mean",)}, {"mean": 0.0})
+    _with_truth({"mean": 0.0}).check_estimands({"mean": ("mean",), "boom": ("mean",)}, {})
     with pytest.raises(ValueError, match="true values that match no estimator's parameter: 'slope_x'"):
-        study.check_estimands({"mean": ("mean", "x")}, {"mean": 0.0, "slope_x": 1.0, "x": 1.0})
+        _with_truth({"mean": 0.0, "slope_x": 1.0, "x": 1.0}).check_estimands({"mean": ("mean", "x")}, {})
     with pytest.raises(ValueError, match=re.escape("parameters without a true value: 'x' (mean)")):
-        study.check_estimands({"mean": ("mean", "x")}, {"mean": 0.0})
+        _with_truth({"mean": 0.0}).check_estimands({"mean": ("mean", "x")}, {})
 
 
 def test_unscored_names_are_exempt_from_matching():
-    study = load_study(TOY)
-    study = Study(name="x", design=study.design, dgp=study.dgp, estimators=study.estimators,
-                  unscored=("x", "treat"))
-    study.check_estimands({"mean": ("mean", "x")}, {"mean": 0.0, "treat": 0.0})
+    study = _with_truth({"mean": 0.0, "treat": 0.0}, unscored=("x", "treat"))
+    study.check_estimands({"mean": ("mean", "x")}, {})
     with pytest.raises(ValueError, match="unscored must be a sequence"):
-        Study(name="x", design=study.design, dgp=study.dgp, estimators=study.estimators, unscored="x")
+        _with_truth({"mean": 0.0}, unscored="x")
+
+
+def test_truth_may_depend_on_the_estimator():
+    def study(truth):
+        s = _with_truth(truth)
+        s.estimators["boom"].estimand = "marginal"
+        return s
+
+    assert study({"mean": {"marginal": 0.4, "mean": 0.5}}).truths({}) == {"mean": {"mean": 0.5},
+                                                                          "boom": {"mean": 0.4}}
+    study({"mean": {"marginal": 0.4, "mean": 0.5}}).check_estimands({"mean": ("mean",), "boom": ("mean",)}, {})
+    with pytest.raises(ValueError, match=re.escape("key names no estimator or estimand: mean['conditionl']")):
+        study({"mean": {"conditionl": 0.4, "mean": 0.5, "marginal": 0.4}}).check_estimands(
+            {"mean": ("mean",), "boom": ("mean",)}, {})
+    with pytest.raises(ValueError, match=re.escape("parameters without a true value: 'mean' (boom)")):
+        study({"mean": {"mean": 0.5}}).check_estimands({"mean": ("mean",), "boom": ("mean",)}, {})
 
 
 def test_reference_defaults_to_the_first_estimator():

@@ -1,7 +1,9 @@
 import numpy as np
-from simstudy.study import Study
+
 from simstudy.design import Design
 from simstudy.estimators.base import Fit
+from simstudy.study import Study
+
 
 class Toy:
     def generate(self, rng, n=20, mu=0.0, sd=1.0):

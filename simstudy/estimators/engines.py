@@ -19,6 +19,7 @@ from simstudy.estimators.mixedlm import StatsmodelsMixedLM
 ENGINES = ("auto", "fast", "statsmodels")
 _FAST_ONLY = {"df_method", "slope"}
 _STATSMODELS_ONLY = {"method", "boundary_tol", "start", "tol"}
+_BOTH = {"nested_ids"}
 
 
 def MixedLM(  # noqa: N802 - reads as the class it returns
@@ -43,8 +44,9 @@ def MixedLM(  # noqa: N802 - reads as the class it returns
     reml, level : bool, float
         REML (default) or ML; confidence level of the intervals.
     **options
-        Engine options: ``df_method`` and ``slope`` (fast); ``method``, ``boundary_tol``, ``start``,
-        ``tol`` (statsmodels).
+        Engine options: ``nested_ids`` (both: ``"unique"``, the default, or ``"within"`` for inner ids
+        numbered within each outer group); ``df_method`` and ``slope`` (fast); ``method``, ``boundary_tol``,
+        ``start``, ``tol`` (statsmodels).
 
     Examples
     --------
@@ -56,7 +58,7 @@ def MixedLM(  # noqa: N802 - reads as the class it returns
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {', '.join(ENGINES)}; got {engine!r}")
     depth = 1 if isinstance(groups, str) else len(groups)
-    unknown = set(options) - _FAST_ONLY - _STATSMODELS_ONLY
+    unknown = set(options) - _FAST_ONLY - _STATSMODELS_ONLY - _BOTH
     if unknown:
         raise ValueError(f"MixedLM: unknown option {sorted(unknown)[0]!r}")
     fast_ok = depth <= 2 and not (set(options) & _STATSMODELS_ONLY) and not (depth == 2 and "slope" in options)

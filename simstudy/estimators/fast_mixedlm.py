@@ -5,20 +5,28 @@ The numerics live in :mod:`simstudy.estimators.reml` (one grouping factor, vecto
 :mod:`simstudy.estimators.reml_nested` (reps within centres). This module turns a replicate's data into the
 sufficient statistics, handles the edge cases, and returns :class:`~simstudy.estimators.base.Fit` objects.
 
+Nested model (``groups=["centre", "rep"]``): only nested factors are fitted. Rep ids must be unique across
+centres unless ``nested_ids="within"`` declares them numbered within centres; ids that repeat across
+centres are otherwise refused (failed fit, one-line message), because crossed factors (the same item seen
+by every subject) look the same. See :class:`FastMixedLM` and :func:`simstudy.formula.nest_codes`.
+
 Reported per fit: fixed effects with SEs from ``s2 (X' H^-1 X)^-1`` at the optimum (as lme4 and
 statsmodels report), Wald intervals (z, or t with ``df_method``), variance components ``var(<group>)`` and
 ``var(residual)`` (their SE and interval are NaN: no Wald SE for a variance is reported), a status
 (``boundary`` when a relative SD ``sqrt(var(group) / var(residual))`` is below 1e-4, lme4's
-``isSingular`` rule) and a message. :meth:`FastMixedLM.fit_with_info` also returns the criterion
-(-2 log-likelihood, REML or ML, lme4's constant), the log-likelihood and the variance ratios.
+``isSingular`` rule) and a message. Every optimum is certified (first-order optimality on lme4's scale,
+:mod:`simstudy.estimators.optimality`): ``ok`` and ``boundary`` are certified optima; a fit whose
+certificate still fails after re-optimisation is ``nonconverged``, its message saying which check failed
+and by how much. :meth:`FastMixedLM.fit_with_info` also returns the criterion (-2 log-likelihood, REML or
+ML, lme4's constant), the log-likelihood and the variance ratios.
 
 Random intercept and slope (``groups="g", slope="x"``, lme4's ``(1 + x | g)``): parameters
 ``var(g)`` (intercept variance), ``var(g:x)`` (slope variance), ``cov(g:x)`` (the covariance of the
 intercept and the slope, i.e. cov(g, g:x); named without a comma so that it is safe in CSV files) and
 ``var(residual)``; status ``boundary`` when the relative covariance factor is singular (a diagonal element of
 its Cholesky factor, lme4's theta, below 1e-4: lme4's ``isSingular``). ``fit_with_info`` adds ``psi`` (the
-relative covariance matrix) and gives lme4's theta as ``theta``. Fitted one replicate at a time (L-BFGS-B
-with the exact gradient, see the module).
+relative covariance matrix) and gives lme4's theta as ``theta``. Fitted one replicate at a time (Newton
+steps with the exact gradient from several starts, see :mod:`simstudy.estimators.reml_slope`).
 
 Batching (random intercept): :meth:`FastMixedLM.fit_batch` builds every replicate's design matrix, groups
 replicates with the same fixed-effect columns and the same grouping column (same values: its coding and
@@ -39,8 +47,18 @@ Degrees of freedom (``df_method``) for t intervals of fixed effects:
   split of the within df for classification effects is not done.)
 - ``"satterthwaite"``: random-intercept model only, as lmerTest: ``2 V^2 / (g' C g)`` with ``V`` the
   variance of the estimate as a function of ``(var(group), var(residual))``, ``g`` its gradient and ``C``
-  twice the inverse Hessian of -2 log-likelihood (REML or ML as fitted). Nested and random-slope models:
-  fall back to between-within (said in the message).
+  twice the inverse Hessian of -2 log-likelihood (REML or ML as fitted), all derivatives analytic
+  (:func:`simstudy.estimators.reml.satterthwaite_ri`). At a boundary fit (status ``boundary``: ``var(group)``
+  estimated at 0) the df are those of the model without the group component, whose only variance parameter
+  is ``var(residual)``: the residual df of the linear model, ``n - p`` (REML) or ``n`` (ML), for every
+  column. lmerTest reports exactly these at a singular fit (see ``tests/data/lmertest/README.md``); the
+  df are discontinuous there: a tiny interior ``var(group)`` gives df near ``G - p_between`` for a
+  cluster-level column, ``var(group) = 0`` gives ``n - p``. Agreement with lmerTest 3.1.3: relative 1e-6
+  at interior fits, 1e-9 at boundary fits, and up to 1e-3 at interior fits very close to the boundary
+  (relative SD below 0.05), where lmerTest's numerical Hessian loses accuracy. Where the df cannot be
+  computed (the Hessian in the variance parameters is not positive definite or not finite) they are NaN,
+  the t intervals NaN, and the message says so. Nested and random-slope models: fall back to
+  between-within (said in the message).
 """
 
 from __future__ import annotations
@@ -55,7 +73,7 @@ from simstudy.estimators import reml as ri
 from simstudy.estimators import reml_nested as nested
 from simstudy.estimators import reml_slope as slope_engine
 from simstudy.estimators.base import Fit
-from simstudy.formula import Formula, group_codes
+from simstudy.formula import NESTED_IDS, Formula, group_codes, nest_codes
 from simstudy.types import Data
 
 DF_METHODS = (None, "between-within", "satterthwaite")
@@ -76,7 +94,8 @@ class FastMixedLM:
         Fixed effects, e.g. ``"score ~ hs_gpa + C(method)"`` (see :class:`simstudy.formula.Formula`).
     groups : str or sequence of two str
         ``"g"``: random intercept per level of ``g``. ``["centre", "rep"]``: nested random intercepts, reps
-        within centres (rep ids may repeat across centres: pairs are combined).
+        within centres (how rep ids are read: ``nested_ids``). Crossed grouping factors (the same item seen
+        in every subject) are not supported and are refused (failed fit), see ``nested_ids``.
     reml : bool
         REML (default) or ML.
     level : float
@@ -86,6 +105,17 @@ class FastMixedLM:
     slope : str, optional
         With one grouping column: also a random slope for this numeric column, correlated with the random
         intercept (lme4's ``(1 + x | g)``).
+    nested_ids : {"unique", "within"}
+        How the inner column's ids are read with two grouping columns. ``"unique"`` (default): every inner id
+        names one unit and belongs to one outer group (e.g. ``rep = centre * 1000 + r``;
+        :class:`simstudy.dgp.CallCenter` numbers reps ``0..C*R-1``); an inner id that occurs in more than one outer group
+        makes the fit fail with a message, because crossed factors (the same item in every subject) and ids
+        numbered within the outer group (rep 1 of centre a, rep 1 of centre b) look the same in the data.
+        ``"within"``: ids are numbered within the outer group; a unit is an (outer, inner) pair (lme4's
+        ``(1 | centre/rep)``). With either, a fit also fails when every inner unit is a single observation
+        (its variance is confounded with the residual one: a crossed design with one observation per cell
+        declared ``"within"`` looks like that) or every outer group has a single inner unit. See
+        :func:`simstudy.formula.nest_codes`.
 
     Examples
     --------
@@ -96,7 +126,7 @@ class FastMixedLM:
     """
 
     def __init__(self, formula: str, *, groups: str | Sequence[str], reml: bool = True, level: float = 0.95,
-                 df_method: str | None = None, slope: str | None = None) -> None:
+                 df_method: str | None = None, slope: str | None = None, nested_ids: str = "unique") -> None:
         self.formula = Formula(formula)
         self.groups = (groups,) if isinstance(groups, str) else tuple(groups)
         if len(self.groups) not in (1, 2) or not all(isinstance(g, str) for g in self.groups):
@@ -111,10 +141,15 @@ class FastMixedLM:
         self.level = float(level)
         self.df_method = df_method
         self.slope = slope
+        if nested_ids not in NESTED_IDS:
+            raise ValueError(f"nested_ids must be one of {NESTED_IDS}, got {nested_ids!r}")
+        self.nested_ids = nested_ids
 
     def __repr__(self) -> str:
         groups = self.groups[0] if len(self.groups) == 1 else list(self.groups)
         opts = "".join(f", {k}={v!r}" for k, v in (("slope", self.slope), ("df_method", self.df_method)) if v)
+        if self.nested_ids != "unique":
+            opts += f", nested_ids={self.nested_ids!r}"
         return f"FastMixedLM({self.formula.text!r}, groups={groups!r}{opts}, reml={self.reml}, level={self.level})"
 
     # ------------------------------------------------------------------ public API
@@ -170,7 +205,7 @@ class FastMixedLM:
                 prep["stats"] = S.take(keep)
             by_p.setdefault(len(keep), []).append(i)
         for idx in by_p.values():
-            results = nested.fit_nested_batch([prepared[i]["stats"] for i in idx], self.reml)
+            results = nested.fit_nested_batch([prepared[i]["stats"] for i in idx], self.reml, self.groups[::-1])
             for i, res in zip(idx, results):
                 fits[i], infos[i] = self._fit_nested(prepared[i], res)
         return fits, infos
@@ -328,6 +363,13 @@ class FastMixedLM:
             if not ok[0]:
                 raise _Failure("no variation of the response left within groups after the fixed effects: "
                                "var(residual) would be 0 and the model is degenerate")
+            # nothing left after a line per group (e.g. two observations in every group): the criterion falls
+            # without bound as the random-effect variances grow (lme4 refuses nobs <= number of effects)
+            Wl = S.T - np.einsum("gai,gab,gbj->ij", S.C, np.linalg.pinv(S.Q, rcond=1e-12, hermitian=True), S.C)
+            if not (Wl[-1, -1] > 1e-10 * W[-1, -1] and ri.within_residual_ok(
+                    Wl[None], np.diag(S.T)[:-1][None], np.array([S.nobs]))[0]):
+                raise _Failure("no variation of the response left after a separate intercept and slope per "
+                               "group: var(residual) would be 0 and the model is degenerate")
         except _Failure as exc:
             return Fit.failed(str(exc), self._param_names(names)), {}
         except ValueError as exc:
@@ -366,21 +408,18 @@ class FastMixedLM:
         out = {"names": names, "n": y.shape[0]}
         outer, inner = self.groups
         cc, C = group_codes(data, outer)
-        rc0 = np.asarray(data[inner]) if inner in data else None
-        if rc0 is None:
+        if inner not in data:
             raise _Failure(f"grouping column {inner!r} is not in the data")
-        _, rc0 = np.unique(rc0, return_inverse=True)
-        key = cc.astype(np.int64) * (int(rc0.max()) + 1) + rc0
-        del rc0
-        _, rc = np.unique(key, return_inverse=True)
-        del key
-        Rn = int(rc.max()) + 1
+        inner_ids = np.asarray(data[inner])
+        if inner_ids.shape != cc.shape:
+            raise _Failure(f"grouping columns {outer!r} and {inner!r} differ in length")
         if C < 2:
             raise _Failure(f"only one level of {outer!r}: var({outer}) is not identifiable next to the "
                            "intercept (need at least 2 groups)")
-        if Rn <= C:
-            raise _Failure(f"every {outer!r} has a single {inner!r}: var({inner}) and var({outer}) "
-                           "are not separately identifiable")
+        # reps within centres; refused when the ids look crossed, or a variance is not identifiable
+        rc, Rn, problem = nest_codes(cc, inner_ids, (outer, inner), self.nested_ids)
+        if problem:
+            raise _Failure(problem)
         S = nested.nested_stats(y, X, cc, rc.astype(np.intp), C, Rn)
         W, p = S.W, S.p
         XtX = W[:p, :p] + (S.n[:, None] * S.zbar[:, :p]).T @ S.zbar[:, :p]
@@ -439,13 +478,17 @@ class FastMixedLM:
             G, nobs = S.ngroups, S.nobs
             df = np.where(between, (G - pb)[:, None], (nobs - len(keep) - (G - pb))[:, None]).astype(float)
         elif self.df_method == "satterthwaite":
-            df = ri.satterthwaite_ri(S, res["theta"], res["sigma2"], self.reml)
+            with np.errstate(all="ignore"):
+                df = ri.satterthwaite_ri(S, res["theta"], res["sigma2"], self.reml, res["boundary"])
         dfbad = np.zeros(R, dtype=bool)
         if df is not None:
-            pos = df > 0
+            pos = np.isfinite(df) & (df > 0)
             dfbad = ~pos.all(axis=1)
             if dfbad.any():
                 df = np.where(pos, df, np.nan)
+        dfmsg = ("Satterthwaite df could not be computed (the Hessian of the criterion in the variance "
+                 "parameters is not positive definite or not finite): t intervals NaN"
+                 if self.df_method == "satterthwaite" else "some t df are not positive: their intervals are NaN")
         g = self.groups[0]
         dropped = self._dropped_message(names, keep)
         conv, bnd = res["converged"], res["boundary"]
@@ -456,7 +499,7 @@ class FastMixedLM:
         for r in np.flatnonzero(dfbad | (conv & bnd) | np.array([bool(m) for m in rmsg]) | bool(dropped)):
             msgs = [m for m in (dropped, rmsg[r]) if m]
             if dfbad[r]:
-                msgs.append("some t df are not positive: their intervals are NaN")
+                msgs.append(dfmsg)
             if conv[r] and bnd[r]:
                 msgs.append(bmsg)
             messages[r] = "; ".join(msgs)
@@ -479,6 +522,9 @@ class FastMixedLM:
             if self.df_method == "satterthwaite":
                 msgs.append("satterthwaite df not implemented for the nested model: between-within used")
             df = self._nested_bw_df(S, prep)
+            if np.any(~(df > 0)):
+                msgs.append("some t df are not positive: their intervals are NaN")
+                df = np.where(df > 0, df, np.nan)
         status = "ok"
         if not res["converged"]:
             status = "nonconverged"

@@ -3,9 +3,26 @@
 ``MixedLM(formula, groups="g")`` fits a random intercept per level of ``g``; ``groups=["centre", "rep"]``
 fits nested random intercepts, reps within centres: a random intercept per centre (statsmodels' group
 random effect, ``exog_re`` a column of ones) plus a variance component for the reps within each centre
-(``exog_vc``: rep dummies within each centre). A lower level is always taken as nested in the levels above
-it: rep ``1`` of centre ``a`` and rep ``1`` of centre ``b`` are different reps. More than two levels work
-the same way (each lower level is one more variance component).
+(``exog_vc``: rep dummies within each centre). More than two levels work the same way (each lower level is
+one more variance component).
+
+Nested ids and crossed factors
+------------------------------
+Only nested grouping factors are fitted; crossed ones (the same item seen by every subject) are not
+supported, and the data cannot always tell them apart from nested ids numbered within the level above
+(rep ``1`` of centre ``a`` and rep ``1`` of centre ``b``): both have labels that repeat across the groups
+above. So the ids are read as ``nested_ids`` says (:func:`simstudy.formula.nest_codes`):
+
+- ``"unique"`` (default): a lower-level id names one unit, and each id must occur under one unit of the
+  level above only (e.g. ``rep = centre * 1000 + r``). An id that occurs under two or more makes the fit
+  fail (status ``failed``) with a one-line message naming the two fixes.
+- ``"within"``: ids are numbered within the level above; a unit is the combination of the ids of its level
+  and all the levels above it (lme4's ``(1 | centre/rep)``). Crossed data declared so are fitted as nested.
+
+With either, a fit fails when every unit of a lower level is a single observation (its variance is
+confounded with the residual variance; a crossed design with one observation per cell declared ``"within"``
+looks like this) or every unit of the level above holds a single unit of it (the two variances are
+confounded).
 
 The model is built with statsmodels' array interface (``sm.MixedLM(endog, exog, groups, exog_re,
 exog_vc)``) from arrays that :class:`simstudy.formula.Formula` builds; the formula interface costs
@@ -87,7 +104,7 @@ from statsmodels.regression.mixed_linear_model import VCSpec
 from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
 from simstudy.estimators.base import Fit
-from simstudy.formula import Formula, _levels_codes, group_codes
+from simstudy.formula import NESTED_IDS, Formula, _levels_codes, group_codes, nest_codes
 from simstudy.types import Data
 
 __all__ = ["StatsmodelsMixedLM"]
@@ -132,6 +149,10 @@ class StatsmodelsMixedLM:
         of likelihood evaluations of the Powell search; ``None``: statsmodels' default (every ratio 1).
     tol : float
         Relative tolerance for collinear fixed-effect columns (as in OLS).
+    nested_ids : {"unique", "within"}
+        How the ids of the lower grouping columns are read: unique ids (default; ids that repeat across the
+        groups above fail the fit, as they may be crossed) or numbered within the level above. See the
+        module docstring.
     """
 
     def __init__(
@@ -145,6 +166,7 @@ class StatsmodelsMixedLM:
         boundary_tol: float = 1e-5,
         start: str | None = "anova",
         tol: float = 1e-7,
+        nested_ids: str = "unique",
     ) -> None:
         self.formula = formula if isinstance(formula, Formula) else Formula(formula)
         groups_t = (groups,) if isinstance(groups, str) else tuple(groups)
@@ -161,6 +183,9 @@ class StatsmodelsMixedLM:
             raise ValueError(f"MixedLM: boundary_tol must lie in [0, 1), got {boundary_tol!r}")
         if start not in ("anova", None):
             raise ValueError(f"MixedLM: start must be 'anova' or None, got {start!r}")
+        if nested_ids not in NESTED_IDS:
+            raise ValueError(f"MixedLM: nested_ids must be one of {NESTED_IDS}, got {nested_ids!r}")
+        self.nested_ids = nested_ids
         self.groups = groups_t
         self.start = start
         self.reml = bool(reml)
@@ -171,7 +196,9 @@ class StatsmodelsMixedLM:
 
     def __repr__(self) -> str:
         groups = self.groups[0] if len(self.groups) == 1 else list(self.groups)
-        return f"StatsmodelsMixedLM({self.formula.text!r}, groups={groups!r}, reml={self.reml}, level={self.level})"
+        ids = f", nested_ids={self.nested_ids!r}" if self.nested_ids != "unique" else ""
+        return (f"StatsmodelsMixedLM({self.formula.text!r}, groups={groups!r}{ids}, reml={self.reml}, "
+                f"level={self.level})")
 
     @property
     def variance_names(self) -> tuple[str, ...]:
@@ -183,23 +210,29 @@ class StatsmodelsMixedLM:
         """Fit one replicate; see the module docstring for what is reported and how fits are flagged."""
         y, X, fe_names = self.formula.build(data)
         codes = [group_codes(data, col)[0] for col in self.groups]
+        ids = [np.asarray(data[col]) for col in self.groups[1:]]
+        params = tuple(fe_names) + self.variance_names
+        if any(c.shape != y.shape for c in codes):
+            return Fit.failed("the grouping columns and the response differ in length", params)
         if not np.isfinite(y.sum() + X.sum()):
             ok = np.isfinite(y) & np.isfinite(X).all(axis=1)
-            y, X, codes = y[ok], np.asfortranarray(X[ok]), [c[ok] for c in codes]
-        params = tuple(fe_names) + self.variance_names
+            y, X, codes, ids = y[ok], np.asfortranarray(X[ok]), [c[ok] for c in codes], [v[ok] for v in ids]
         p_all = len(fe_names)
         n = y.shape[0]
 
-        # top level codes 0..G-1; each lower level nested in all the levels above it
+        # top level codes 0..G-1; each lower level nested in all the levels above it (ids read as
+        # nested_ids says; refused when they may be crossed or a variance is not identifiable)
         top = _levels_codes(codes[0])[1] if n else codes[0]
-        nested: list[np.ndarray] = []
-        unit = top
-        for c in codes[1:]:
-            unit = _levels_codes(unit.astype(np.int64) * (int(c.max()) + 1) + c)[1]
-            nested.append(unit)
         n_groups = int(top.max()) + 1 if n else 0
         if n_groups < 2:
             return Fit.failed(f"MixedLM needs at least 2 groups of {self.groups[0]}, got {n_groups}", params)
+        nested: list[np.ndarray] = []
+        unit = top
+        for above, col, v in zip(self.groups[:-1], self.groups[1:], ids):
+            unit, _, problem = nest_codes(unit, v, (above, col), self.nested_ids)
+            if problem:
+                return Fit.failed(problem, params)
+            nested.append(unit)
 
         kept, notes = _estimable(X, fe_names, self.tol)
         k = len(kept)

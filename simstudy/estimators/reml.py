@@ -22,7 +22,12 @@ optimum is found by a bracketing root search on the derivative, run in lockstep 
    Illinois (modified regula falsi) method to a relative precision of 1e-11 in theta;
 3. boundary rule: the criterion at ``theta = 0`` is compared with the interior optimum and the smaller
    wins; if the derivative at 0 is >= 0 and no interior optimum exists, theta = 0. The fit is flagged
-   ``boundary`` when ``sqrt(theta) < 1e-4`` (lme4's ``isSingular`` default tolerance on the relative SD).
+   ``boundary`` when ``sqrt(theta) < 1e-4`` (lme4's ``isSingular`` default tolerance on the relative SD);
+4. certificate (:func:`certify_ri`, :mod:`simstudy.estimators.optimality`), vectorised: the Newton
+   decrement on the relative SD ``sqrt(theta)`` at an interior optimum, the one-sided derivative in theta
+   at 0. Replicates that fail are searched again on a wider, finer grid; those still failing are flagged
+   not converged (e.g. a criterion still falling at the largest theta: var(residual) -> 0, which the
+   boundary rule alone reported as theta = 0).
 
 Groups are stored as *size classes*: groups of equal size share a weight ``a_j``, so a balanced design costs
 one ``q x q`` update per evaluation whatever the number of groups. Replicates with different numbers of
@@ -40,6 +45,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
+from simstudy.estimators import optimality as opt
 
 LOG2PI = float(np.log(2 * np.pi))
 #: Relative SD (sqrt(theta)) below which a fit is flagged as boundary (lme4's isSingular tolerance).
@@ -200,6 +207,40 @@ def _kmat(W: np.ndarray | None, a: np.ndarray, B: np.ndarray) -> np.ndarray:
     return out
 
 
+def logdet_inv(M: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``log det M`` and ``M^-1`` of a stack of symmetric matrices, by Cholesky.
+
+    Parameters
+    ----------
+    M : ndarray (..., p, p)
+
+    Returns
+    -------
+    logdet : ndarray (...)
+    inv : ndarray (..., p, p)
+        Both NaN for the matrices that are not numerically positive definite (e.g. ``X' H^-1 X`` at an
+        extreme theta) instead of an exception, so that a search can step over such points. Each matrix is
+        factorised on its own (the same numbers whatever the stack).
+    """
+    try:
+        L = np.linalg.cholesky(M)
+        return 2.0 * np.log(np.diagonal(L, axis1=-2, axis2=-1)).sum(-1), np.linalg.inv(M)
+    except np.linalg.LinAlgError:
+        pass
+    p = M.shape[-1]
+    flat = M.reshape(-1, p, p)
+    logdet = np.full(flat.shape[0], np.nan)
+    inv = np.full(flat.shape, np.nan)
+    for i, Mi in enumerate(flat):
+        try:
+            L = np.linalg.cholesky(Mi)
+            logdet[i] = 2.0 * np.log(np.diag(L)).sum()
+            inv[i] = np.linalg.inv(Mi)
+        except np.linalg.LinAlgError:
+            pass
+    return logdet.reshape(M.shape[:-2]), inv.reshape(M.shape)
+
+
 def evaluate(theta: np.ndarray, S: GroupStats, reml: bool, deriv: bool = True):
     """Criterion, its derivative in theta, and the GLS pieces at ``theta`` of shape (R, m).
 
@@ -211,9 +252,7 @@ def evaluate(theta: np.ndarray, S: GroupStats, reml: bool, deriv: bool = True):
     a = size / (1.0 + size * theta[:, :, None])  # (R, m, K)
     A = _kmat(S.W, a, S.B)
     M, b, c = A[..., :p, :p], A[..., :p, p], A[..., p, p]
-    L = np.linalg.cholesky(M)
-    logdetM = 2.0 * np.log(np.diagonal(L, axis1=-2, axis2=-1)).sum(-1)
-    Minv = np.linalg.inv(M)
+    logdetM, Minv = logdet_inv(M)
     beta = np.einsum("...ij,...j->...i", Minv, b)
     q = c - np.einsum("...i,...i->...", b, beta)
     dof = (S.nobs - p if reml else S.nobs)[:, None]
@@ -240,12 +279,97 @@ def _theta_of_tau(tau: np.ndarray, scale: np.ndarray) -> np.ndarray:
 def fit_ri(S: GroupStats, reml: bool = True, max_iter: int = 100) -> dict:
     """Fit all replicates of ``S`` (full-rank fixed effects assumed; see :func:`estimable_columns`).
 
-    Returns arrays over replicates: ``theta``, ``sigma2``, ``beta`` (R, p), ``cov`` (R, p, p), ``crit``,
-    ``iterations``, ``converged`` and ``boundary`` (bool), and ``message`` (list of str, "" when fine).
+    The bracketing search (module docstring) on the default grid; every optimum is then certified
+    (:func:`certify_ri`); replicates that fail are searched again on a wider, finer grid
+    (``theta * nbar`` from 1e-8 to 1e12, 0.25 decades apart) and certified again; those still failing are
+    flagged not converged, with a message saying which check failed and by how much. Each replicate's
+    numbers depend on its own statistics only (bit-identical whatever the batch).
+
+    Returns
+    -------
+    dict
+        Arrays over replicates: ``theta``, ``sigma2``, ``beta`` (R, p), ``cov`` (R, p, p), ``crit``,
+        ``iterations``, ``converged`` (certified optimum) and ``boundary`` (bool: ``sqrt(theta)`` below
+        ``SINGULAR_TOL``), and ``message`` (list of str, "" when fine).
     """
+    res = _ri_search(S, reml, _GRID, max_iter)
+    ok, why = certify_ri(res["theta"], res["crit"], S, reml)
+    bad = np.flatnonzero(~ok)
+    if bad.size:
+        Sb = S.take(bad)
+        again = _ri_search(Sb, reml, _WIDE_GRID, max_iter)
+        ok2, why2 = certify_ri(again["theta"], again["crit"], Sb, reml)
+        better = ok2 | (again["crit"] < res["crit"][bad])
+        for j, r in enumerate(bad):
+            if better[j]:
+                for key in ("theta", "sigma2", "beta", "cov", "crit"):
+                    res[key][r] = again[key][j]
+                ok[r], why[r] = ok2[j], why2[j]
+            res["message"][r] = again["message"][j] or res["message"][r]
+    res["message"] = [("; ".join(m for m in (why[r], res["message"][r]) if m) if not ok[r] else "")
+                      for r in range(ok.size)]
+    res["converged"] = ok
+    res["boundary"] = np.sqrt(res["theta"]) < SINGULAR_TOL
+    return res
+
+
+#: Wider, finer grid of ``theta * nbar`` for replicates whose first optimum fails its certificate.
+_WIDE_GRID = np.concatenate([[0.0], 10.0 ** np.arange(-8.0, 12.01, 0.25)])
+
+
+def certify_ri(theta: np.ndarray, crit: np.ndarray, S: GroupStats, reml: bool) -> tuple[np.ndarray, list[str]]:
+    """First-order optimality of ``theta`` for the replicates of ``S`` (see
+    :mod:`simstudy.estimators.optimality`), vectorised: one evaluation of the exact derivative at
+    ``theta`` and at ``theta + delta`` (``delta = 1e-5 (theta + 1 / nbar)``, a forward difference for the
+    curvature). Interior: the Newton decrement on the relative-SD scale ``s = sqrt(theta)``
+    (``g_s = 2 s g``, ``h_s = 4 theta h + 2 g``); at 0: the one-sided derivative in theta.
+
+    Parameters
+    ----------
+    theta, crit : ndarray (R,)
+        The optimum's variance ratios and criterion values.
+    S : GroupStats
+        The replicates' statistics.
+    reml : bool
+
+    Returns
+    -------
+    ok : ndarray of bool (R,)
+    why : list of str
+        "" where ok, else which check failed and by how much.
+    """
+    R = theta.shape[0]
+    delta = 1e-5 * (theta + S.ngroups / S.nobs)
+    ev = evaluate(np.stack([theta, theta + delta], axis=1), S, reml)
+    g0, g1 = ev["grad"][:, 0], ev["grad"][:, 1]
+    h = (g1 - g0) / delta
+    tol = opt.tolerance(crit)
+    interior = theta > 0
+    gs = 2.0 * np.sqrt(theta) * g0
+    hs = 4.0 * theta * h + 2.0 * g0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        dec = np.where(interior, np.where(hs > 0, gs * gs / (2.0 * hs), np.inf), 0.0)  # 1-D decrement
+    gain = np.where(interior, 0.0, opt.entry_gain(g0, h))
+    ok = (dec <= tol) & (gain <= tol) & np.isfinite(crit)
+    why = [""] * R
+    for r in np.flatnonzero(~ok):
+        if not np.isfinite(crit[r]):
+            why[r] = "criterion not finite at the optimum"
+        elif interior[r]:
+            why[r] = opt.failure_message(
+                f"not stationary (d crit / d relative SD {gs[r]:.3g}, curvature {hs[r]:.3g}): predicted "
+                "decrease", dec[r], tol[r])
+        else:
+            why[r] = opt.failure_message(
+                f"variance at 0 but d crit / d theta = {g0[r]:.3g} < 0 there: decrease available", gain[r], tol[r])
+    return ok, why
+
+
+def _ri_search(S: GroupStats, reml: bool, grid: np.ndarray, max_iter: int) -> dict:
+    """The bracketing search of the module docstring on ``grid`` (values of ``theta * nbar``, first 0)."""
     R = S.W.shape[0]
     scale = S.nobs / S.ngroups  # mean group size
-    tau_grid = _GRID / (1.0 + _GRID)
+    tau_grid = grid / (1.0 + grid)
     taus = np.broadcast_to(tau_grid, (R, tau_grid.size))
     ev = evaluate(_theta_of_tau(taus, scale[:, None]), S, reml)
     f, g = ev["crit"], ev["grad"]
@@ -282,7 +406,6 @@ def fit_ri(S: GroupStats, reml: bool = True, max_iter: int = 100) -> dict:
         width = hi[idx] - lo[idx]
         done = (width <= 1e-11 * c * (1.0 - c)) | (gc == 0)
         active[idx[done]] = False
-    converged = ~active
     theta = _theta_of_tau(tau, scale)
     theta[~interior] = 0.0
     # boundary check: criterion at 0 vs the interior optimum
@@ -296,52 +419,89 @@ def fit_ri(S: GroupStats, reml: bool = True, max_iter: int = 100) -> dict:
     dof = S.nobs - S.p if reml else S.nobs
     sigma2 = q / dof
     cov = sigma2[:, None, None] * both["Minv"][rows, pick]
-    converged |= at_zero
     messages = [""] * R
-    top_down = ~interior & (g[:, -1] < 0)  # still decreasing at the largest theta on the grid
-    for r in np.flatnonzero(top_down & ~at_zero):
-        converged[r] = False
-        messages[r] = "criterion still decreasing at theta = 1e8 / mean group size: var(residual) -> 0"
-    for r in np.flatnonzero(~converged & interior):
-        messages[r] = messages[r] or f"no convergence in {max_iter} iterations"
-    return {
-        "theta": theta, "sigma2": sigma2, "beta": beta, "cov": cov, "crit": crit, "converged": converged,
-        "boundary": np.sqrt(theta) < SINGULAR_TOL, "iterations": np.full(R, it), "message": messages,
-    }
+    top = grid[-1]
+    for r in np.flatnonzero(~interior & (g[:, -1] < 0)):  # still decreasing at the largest theta of the grid
+        messages[r] = f"criterion still decreasing at theta = {top:.0e} / mean group size: var(residual) -> 0"
+    for r in np.flatnonzero(active):
+        messages[r] = f"no convergence in {max_iter} iterations"
+    return {"theta": theta, "sigma2": sigma2, "beta": beta, "cov": cov, "crit": crit,
+            "iterations": np.full(R, it), "message": messages}
 
 
-def satterthwaite_ri(S: GroupStats, theta: np.ndarray, sigma2: np.ndarray, reml: bool = True) -> np.ndarray:
-    """Satterthwaite df (R, p) for each fixed effect of the random-intercept model.
+def satterthwaite_ri(S: GroupStats, theta: np.ndarray, sigma2: np.ndarray, reml: bool = True,
+                     boundary: np.ndarray | None = None) -> np.ndarray:
+    """Satterthwaite df (R, p) for each fixed effect of the random-intercept model, as lmerTest computes them.
 
-    ``df_k = 2 V_k^2 / (g_k' C g_k)`` with ``V_k = var(b_k)`` as a function of the variance parameters
-    ``psi = (var(group), var(residual))``, ``g_k`` its gradient and ``C = 2 H^-1`` the asymptotic
-    covariance of ``psi`` from the Hessian ``H`` of the (unprofiled) -2 log-(restricted) likelihood at the
-    optimum, as lmerTest does. Derivatives by central differences (relative step 1e-4) of the exact
-    criterion; at a boundary estimate the differences step to small negative group variances, where
-    the criterion is still defined.
+    ``df_k = 2 V_k^2 / (g_k' C g_k)`` with ``V_k = var(b_k) = s2 [M(theta)^-1]_kk`` as a function of the
+    variance parameters, ``g_k`` its gradient and ``C = 2 H^-1`` the asymptotic covariance of the variance
+    parameters from the Hessian ``H`` of the (unprofiled) -2 log-(restricted) likelihood
+    ``F(theta, s2) = dof log(2 pi s2) + log det H(theta) [+ log det M(theta)] + q(theta) / s2`` at the
+    optimum. At an optimum the df do not depend on how the variance parameters are parametrised (lmerTest
+    uses lme4's ``(sqrt(theta), sqrt(s2))``), so the parameters here are ``(theta, s2)`` with
+    ``theta = var(group) / var(residual)``. All derivatives are analytic (no finite differences, so
+    nothing steps outside the parameter space near the boundary): with ``D = dA/dtheta =
+    -sum_j a_j^2 zbar_j zbar_j'``, ``D2 = d2A/dtheta2 = 2 sum_j a_j^3 zbar_j zbar_j'``, ``u = (-beta, 1)`` and
+    ``r = (D u)[:p]``::
+
+        q' = u' D u,   q'' = u' D2 u - 2 r' M^-1 r,   (log det H)'' = -sum_j a_j^2,
+        (log det M)'' = tr(M^-1 D2_XX) - tr(M^-1 D_XX M^-1 D_XX),   dM^-1/dtheta = -M^-1 D_XX M^-1,
+        F_tt = (log det H)'' [+ (log det M)''] + q'' / s2,  F_ts = -q' / s2^2,  F_ss = 2 q / s2^3 - dof / s2^2.
+
+    Boundary fits (``boundary`` True: ``var(group)`` estimated at 0, :func:`fit_ri`'s flag): the df of the
+    model without the group component, whose only variance parameter is ``s2``; ``V_k = s2 M^-1_kk`` with
+    ``M = X'X``, ``g_k = M^-1_kk`` and ``C = 2 / F_ss = 2 s2^2 / dof`` give ``df = dof`` exactly, i.e.
+    ``n - p`` (REML) or ``n`` (ML), the residual df of the linear model. This is what lmerTest reports at a
+    singular fit: in its parametrisation the relative SD enters ``V`` and the criterion only through its
+    square, so at 0 the derivative of ``V`` in it vanishes and its Hessian row is ``(h, 0)`` (or a
+    near-zero eigenvalue that lmerTest drops): only ``sigma`` contributes.
+
+    Returns NaN where the df cannot be computed: the 2 x 2 Hessian is not positive definite, or a
+    quantity is not finite (e.g. ``var(residual) -> 0``).
     """
     p = S.p
-    su, se = theta * sigma2, sigma2
-    hu = 1e-4 * np.maximum(su, se)
-    he = 1e-4 * se
-    steps = np.array([(0, 0), (1, 0), (-1, 0), (0, 1), (0, -1), (1, 1), (1, -1), (-1, 1), (-1, -1)], float)
-    U = su[:, None] + steps[:, 0] * hu[:, None]
-    E = se[:, None] + steps[:, 1] * he[:, None]
-    ev = evaluate(U / E, S, reml, deriv=False)
-    dof = (S.nobs - p if reml else S.nobs)[:, None]
-    F = dof * np.log(2 * np.pi * E) + ev["ldH"] + (ev["logdetM"] if reml else 0.0) + ev["q"] / E
-    Huu = (F[:, 1] - 2 * F[:, 0] + F[:, 2]) / hu**2
-    Hee = (F[:, 3] - 2 * F[:, 0] + F[:, 4]) / he**2
-    Hue = (F[:, 5] - F[:, 6] - F[:, 7] + F[:, 8]) / (4 * hu * he)
-    Hm = np.stack([np.stack([Huu, Hue], -1), np.stack([Hue, Hee], -1)], -2)
-    C = 2.0 * np.linalg.inv(Hm)  # (R, 2, 2)
-    V = E[..., None] * np.diagonal(ev["Minv"], axis1=-2, axis2=-1)  # (R, 9, p)
-    gu = (V[:, 1] - V[:, 2]) / (2 * hu[:, None])
-    ge = (V[:, 3] - V[:, 4]) / (2 * he[:, None])
-    gvec = np.stack([gu, ge], -1)  # (R, p, 2)
-    denom = np.einsum("rki,rij,rkj->rk", gvec, C, gvec)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return 2.0 * V[:, 0] ** 2 / denom
+    R = theta.shape[0]
+    dof = (S.nobs - p if reml else S.nobs).astype(float)
+    if boundary is None:
+        boundary = np.sqrt(np.clip(theta, 0.0, None)) < SINGULAR_TOL
+    out = np.repeat(dof[:, None], p, axis=1)
+    idx = np.flatnonzero(~np.asarray(boundary, dtype=bool))
+    if idx.size == 0:
+        return out
+    Sx = S.take(idx)
+    th, s2, dofx = theta[idx], sigma2[idx], dof[idx]
+    ev = evaluate(th[:, None], Sx, reml, deriv=False)
+    Minv, beta, q = ev["Minv"][:, 0], ev["beta"][:, 0], ev["q"][:, 0]
+    size = Sx.size[:, None, :]
+    a = size / (1.0 + size * th[:, None, None])  # (R, 1, K)
+    D = -_kmat(None, a * a, Sx.B)[:, 0]
+    D2 = 2.0 * _kmat(None, a * a * a, Sx.B)[:, 0]
+    u = np.concatenate([-beta, np.ones((idx.size, 1))], axis=-1)
+    Du = np.einsum("rij,rj->ri", D, u)
+    r = Du[:, :p]
+    dq = np.einsum("ri,ri->r", u, Du)
+    d2q = np.einsum("ri,rij,rj->r", u, D2, u) - 2.0 * np.einsum("ri,rij,rj->r", r, Minv, r)
+    d2ldH = -_ksum(Sx.count * a[:, 0] ** 2)
+    MD = Minv @ D[:, :p, :p]
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        Ftt = d2ldH + d2q / s2
+        if reml:
+            Ftt = Ftt + np.einsum("rij,rji->r", Minv, D2[:, :p, :p]) - np.einsum("rij,rji->r", MD, MD)
+        Fts = -dq / s2**2
+        Fss = 2.0 * q / s2**3 - dofx / s2**2
+        det = Ftt * Fss - Fts**2
+        # C = 2 H^-1
+        Ctt, Cts, Css = 2.0 * Fss / det, -2.0 * Fts / det, 2.0 * Ftt / det
+        V = s2[:, None] * np.diagonal(Minv, axis1=1, axis2=2)  # (R, p)
+        gt = -s2[:, None] * np.diagonal(MD @ Minv, axis1=1, axis2=2)
+        gs = np.diagonal(Minv, axis1=1, axis2=2)
+        denom = Ctt[:, None] * gt**2 + 2.0 * Cts[:, None] * gt * gs + Css[:, None] * gs**2
+        df = 2.0 * V**2 / denom
+    pd_ok = (Ftt > 0) & (det > 0) & np.isfinite(det)
+    df[~pd_ok] = np.nan
+    df[~np.isfinite(df) | ~(df > 0)] = np.nan
+    out[idx] = df
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -41,3 +41,9 @@ def test_engines_agree_on_interior_fit():
     np.testing.assert_allclose(fast.estimate, sm.estimate, rtol=2e-3, atol=2e-4)
     # statsmodels' SEs come from the observed Hessian, the fast engine's from (X' V^-1 X)^-1 as lme4's
     np.testing.assert_allclose(fast.se[:3], sm.se[:3], rtol=1e-2)
+
+
+def test_nested_ids_reaches_either_engine():
+    for engine in ("fast", "statsmodels"):
+        est = MixedLM("y ~ x", groups=["centre", "rep"], engine=engine, nested_ids="within")
+        assert est.nested_ids == "within"

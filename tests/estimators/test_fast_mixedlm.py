@@ -42,13 +42,17 @@ def reference(name: str, reml: int) -> dict:
 def test_matches_lme4(name, reml):
     data, formula, groups = load(name)
     est = FastMixedLM(formula, groups=groups[0] if len(groups) == 1 else groups, reml=bool(reml),
-                      slope=slope_of(name))
+                      slope=slope_of(name), nested_ids="within")  # lme4: (1|centre) + (1|centre:rep)
     fit, info = est.fit_with_info(data)
     ref = reference(name, reml)
     p = len(ref["fixef"])
     assert fit.converged, fit.message
-    np.testing.assert_allclose(fit.estimate[:p], ref["fixef"], rtol=0, atol=1e-6)
-    np.testing.assert_allclose(fit.se[:p], ref["se"], rtol=1e-4)
+    # lme4's optimiser is derivative-free: where the criterion is flat its theta is good to ~1e-7 (restarted
+    # from its own optimum on rs_near_c it moves the slope by 1.8e-8 with the criterion equal to 1e-13; the
+    # fast engine's certified optima have Newton decrements ~1e-17), which bounds the agreement: 1e-8 is
+    # met on all data sets but that one, where the gap is 1.1e-8
+    np.testing.assert_allclose(fit.estimate[:p], ref["fixef"], rtol=0, atol=2e-8)
+    np.testing.assert_allclose(fit.se[:p], ref["se"], rtol=2e-7)
     for k, v in ref["vc"].items():
         mine = fit.estimate[fit.params.index(k)]
         assert abs(mine - v) <= max(1e-4 * abs(v), 1e-6), (k, mine, v)
@@ -60,6 +64,36 @@ def test_matches_lme4(name, reml):
 def test_reference_includes_boundary_and_interior_cases():
     sing = REF[REF.kind == "singular"].value
     assert sing.sum() >= 6 and (sing == 0).sum() >= 6
+
+
+def test_lme4_default_start_stops_early_near_singular_slopes():
+    """fit_lme4.R keeps the best of several starts for random slopes: from lme4's default start its
+    optimiser stops in rs_near_b (REML, ML) and rs_near_d (ML) at a local minimum of its Cholesky
+    parametrisation (intercept SD at 0, covariance of the wrong sign) that is not a minimum over the
+    covariance matrices; the fast engine's certified optimum is lower there by 3e-4 to 3e-3, and lme4 started
+    elsewhere agrees with it (test_matches_lme4)."""
+    default = REF[REF.kind == "crit_default_start"].set_index(["dataset", "reml"]).value
+    best = REF[REF.kind == "crit"].set_index(["dataset", "reml"]).value.loc[default.index]
+    early = sorted(default.index[default - best > 1e-5])
+    assert early == [("rs_near_b", 0), ("rs_near_b", 1), ("rs_near_d", 0)]
+    for name, reml in early:
+        data, formula, groups = load(name)
+        fit, info = FastMixedLM(formula, groups=groups[0], slope="x", reml=bool(reml)).fit_with_info(data)
+        assert fit.status == "boundary" and info["crit"] < default[(name, reml)] - 2e-4
+
+
+def test_uncertified_fit_is_nonconverged_with_message():
+    """A random-intercept criterion still falling at theta * nbar = 1e12 (var(residual) -> 0) is not a
+    certified optimum: status nonconverged, the message says which check failed and by how much (it used to
+    be reported as var(g) = 0, status boundary)."""
+    rng = np.random.default_rng(0)
+    g = np.repeat(np.arange(12), 5)
+    x = rng.normal(size=60)
+    y = 1 + 0.5 * x + rng.normal(size=12)[g] + 1e-6 * rng.normal(size=60)
+    fit = FastMixedLM("y ~ x", groups="g").fit({"g": g, "x": x, "y": y})
+    assert fit.status == "nonconverged"
+    assert fit.message.startswith("optimality check failed: variance at 0 but d crit / d theta = ")
+    assert "decrease available" in fit.message and "var(residual) -> 0" in fit.message
 
 
 def _statsmodels_llf(data, formula, group, reml):
@@ -95,7 +129,7 @@ def test_fit_batch_equals_fit():
 
 def test_fit_batch_nested_and_failures():
     data, formula, groups = load("callcentre")
-    est = FastMixedLM(formula, groups=groups)
+    est = FastMixedLM(formula, groups=groups, nested_ids="within")
     bad = data.iloc[:0]
     out = est.fit_batch([data, bad])
     assert out[0].converged and out[1].status == "failed"
@@ -103,12 +137,16 @@ def test_fit_batch_nested_and_failures():
 
 
 def test_nested_rep_ids_combined_with_centre():
-    """Rep ids repeat across centres; ids made globally unique must give the same fit."""
+    """Rep ids numbered within centres (nested_ids="within") and ids made globally unique (the default
+    "unique"): the same fit; the ids numbered within centres are refused under the default."""
     data, formula, groups = load("callcentre")
-    a = FastMixedLM(formula, groups=groups).fit(data)
+    a = FastMixedLM(formula, groups=groups, nested_ids="within").fit(data)
     d2 = data.assign(rep=data.centre.astype(str) + "_" + data.rep.astype(str))
     b = FastMixedLM(formula, groups=groups).fit(d2)
+    assert a.converged and b.converged
     np.testing.assert_allclose(a.estimate, b.estimate, rtol=1e-12)
+    c = FastMixedLM(formula, groups=groups).fit(data)
+    assert c.status == "failed" and "nested_ids='within'" in c.message
 
 
 def _ri_data(seed=0, G=12, m=6, var_u=0.5):
@@ -226,7 +264,7 @@ def test_large_nested_memory():
     Formula(formula).build(data)
     _, build_peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    est = FastMixedLM(formula, groups=["centre", "rep"])
+    est = FastMixedLM(formula, groups=["centre", "rep"], nested_ids="within")
     tracemalloc.start()
     fit = est.fit(data)
     _, peak = tracemalloc.get_traced_memory()
@@ -291,6 +329,83 @@ def test_fit_batch_failures_mixed_in():
 def test_fit_batch_nested_equals_fit():
     frames = [load(n)[0] for n in ("callcentre", "callcentre_b", "callcentre_c")]
     _, formula, groups = load("callcentre")
-    est = FastMixedLM(formula, groups=groups)
+    est = FastMixedLM(formula, groups=groups, nested_ids="within")
     for d, fb in zip(frames, est.fit_batch(frames)):
+        assert fb.converged
         _same_fit(est.fit(d), fb)
+
+
+# --- nested vs crossed grouping factors -------------------------------------------------------------------
+def _crossed(seed=1, n_subj=30, n_item=20, per_cell=1):
+    """Fully crossed subjects x items (every item seen by every subject), var(subj) = var(item) = 1."""
+    rng = np.random.default_rng(seed)
+    subj = np.repeat(np.arange(n_subj), n_item * per_cell)
+    item = np.tile(np.repeat(np.arange(n_item), per_cell), n_subj)
+    x = rng.normal(size=subj.size)
+    y = 0.5 * x + rng.normal(size=n_subj)[subj] + rng.normal(size=n_item)[item] + rng.normal(size=subj.size)
+    return {"y": y, "x": x, "subj": subj, "item": item}
+
+
+@pytest.mark.parametrize("per_cell", [1, 3])
+def test_crossed_factors_are_refused(per_cell):
+    """30 subjects x 20 items: item ids repeat across subjects, so the default (unique ids) refuses the data
+    with one line naming the fixes; declared as numbered within subjects, one observation per cell is refused
+    because var(item) would be confounded with the residual variance."""
+    d = _crossed(per_cell=per_cell)
+    fit = FastMixedLM("y ~ x", groups=["subj", "item"]).fit(d)
+    assert fit.status == "failed" and np.isnan(fit.estimate).all()
+    assert fit.params == ("Intercept", "x", "var(subj)", "var(item)", "var(residual)")
+    assert "\n" not in fit.message
+    assert "'item' labels repeat across 'subj' groups (20 of 20 labels" in fit.message
+    assert "crossed random effects are not supported" in fit.message
+    assert "subj * 1000 + item" in fit.message and "nested_ids='within'" in fit.message
+    within = FastMixedLM("y ~ x", groups=["subj", "item"], nested_ids="within").fit(d)
+    if per_cell == 1:
+        assert within.status == "failed"
+        assert within.message.startswith("every (subj, item) unit has a single observation")
+    else:  # indistinguishable from reps numbered within centres: fitted as nested, as documented
+        assert within.converged
+
+
+def test_nested_unique_ids_and_ids_numbered_within():
+    """Reps numbered 0..R-1 in every centre are refused by default and fitted with nested_ids="within";
+    the same reps with unique ids (centre * 1000 + rep) are fitted by default: the same fit."""
+    rng = np.random.default_rng(4)
+    C, R, m = 12, 5, 6
+    centre = np.repeat(np.arange(C), R * m)
+    rep = np.tile(np.repeat(np.arange(R), m), C)
+    x = rng.normal(size=centre.size)
+    y = x + rng.normal(size=C)[centre] + 0.7 * rng.normal(size=(C, R))[centre, rep] + rng.normal(size=centre.size)
+    within = {"y": y, "x": x, "centre": centre, "rep": rep}
+    unique = {**within, "rep": centre * 1000 + rep}
+    a = FastMixedLM("y ~ x", groups=["centre", "rep"]).fit(unique)
+    b = FastMixedLM("y ~ x", groups=["centre", "rep"], nested_ids="within").fit(within)
+    c = FastMixedLM("y ~ x", groups=["centre", "rep"], nested_ids="within").fit(unique)
+    assert a.status == "ok", a.message
+    _same_fit(a, b)
+    _same_fit(a, c)
+    refused = FastMixedLM("y ~ x", groups=["centre", "rep"]).fit(within)
+    assert refused.status == "failed" and "'rep' labels repeat across 'centre' groups" in refused.message
+    one_rep = {**unique, "rep": centre}
+    assert "every 'centre' has a single 'rep'" in FastMixedLM("y ~ x", groups=["centre", "rep"]).fit(one_rep).message
+
+
+def test_nested_ids_option_is_validated():
+    with pytest.raises(ValueError, match="nested_ids"):
+        FastMixedLM("y ~ x", groups=["a", "b"], nested_ids="crossed")
+    assert "nested_ids='within'" in repr(FastMixedLM("y ~ x", groups=["a", "b"], nested_ids="within"))
+    assert "nested_ids" not in repr(FastMixedLM("y ~ x", groups=["a", "b"]))
+
+
+def test_nested_between_within_df_not_positive_are_nan_with_a_message():
+    """Two centres, a centre-level treatment: its between-within df C - p_centre = 0 (was a silent NaN)."""
+    rng = np.random.default_rng(2)
+    centre = np.repeat(np.arange(2), 40)
+    rep = np.repeat(np.arange(8), 10)
+    treat = centre.astype(float)
+    y = treat + 0.5 * rng.normal(size=8)[rep] + rng.normal(size=80)
+    fit = FastMixedLM("y ~ treat", groups=["centre", "rep"], df_method="between-within").fit(
+        {"y": y, "treat": treat, "centre": centre, "rep": rep})
+    assert fit.converged
+    assert np.isnan(fit.df[:2]).all() and np.isnan(fit.ci_lower[:2]).all()
+    assert "some t df are not positive" in fit.message

@@ -111,7 +111,7 @@ def test_anova_start_is_near_the_estimate(data1):
 
 @pytest.mark.parametrize("reml", [True, False])
 def test_nested_matches_statsmodels_vc_with_group_intercept(data2, reml):
-    fit = MixedLM("y ~ x", groups=["centre", "rep"], reml=reml, start=None).fit(data2)
+    fit = MixedLM("y ~ x", groups=["centre", "rep"], nested_ids="within", reml=reml, start=None).fit(data2)
     res = sm_fit(
         "y ~ x", data2, reml=reml, groups="centre", re_formula="1", vc_formula={"rep": "0 + C(rep)"}
     )
@@ -127,7 +127,7 @@ def test_vc_formula_without_re_formula_pitfall(data2):
     pitfall = sm_fit("y ~ x", data2, groups="centre", vc_formula={"rep": "0 + C(rep)"})
     assert not any("centre" in str(p) or "Group" in str(p) for p in pitfall.params.index)
     assert pitfall.cov_re.shape == (0, 0)
-    fit = MixedLM("y ~ x", groups=["centre", "rep"]).fit(data2)
+    fit = MixedLM("y ~ x", groups=["centre", "rep"], nested_ids="within").fit(data2)
     var_centre, var_rep = fit.estimate[2], fit.estimate[3]
     assert var_centre > 0.2
     assert pitfall.vcomp[0] > var_rep + 0.5 * var_centre  # the rep variance absorbed the centre's
@@ -136,10 +136,12 @@ def test_vc_formula_without_re_formula_pitfall(data2):
 
 
 def test_nested_labels_are_taken_within_their_parent(data2):
-    """Rep labels reused across centres (0..3 in each) and globally unique labels: the same model."""
+    """Rep labels reused across centres (0..3 in each, nested_ids="within") and globally unique labels (the
+    default): the same model."""
     unique = {**data2, "rep": data2["centre"] * 100 + data2["rep"]}
-    a = MixedLM("y ~ x", groups=["centre", "rep"]).fit(data2)
-    b = MixedLM("y ~ x", groups=["centre", "rep"]).fit(unique)
+    a = MixedLM("y ~ x", groups=["centre", "rep"], nested_ids="within").fit(data2)
+    b = MixedLM("y ~ x", groups=["centre", "rep"]).fit(unique)  # unique ids: the default reads them as they are
+    assert a.status == b.status == "ok"
     np.testing.assert_allclose(b.estimate, a.estimate, rtol=1e-10)
     np.testing.assert_allclose(b.se, a.se, rtol=1e-10)
 
@@ -155,7 +157,7 @@ def test_three_levels_match_statsmodels():
     x = rng.normal(size=n)
     y = x + rng.normal(size=6)[a] + 0.7 * rng.normal(size=18)[bu] + 0.5 * rng.normal(size=36)[cu] + rng.normal(size=n)
     d = {"y": y, "x": x, "a": a, "b": b, "c": c, "bc": bu * 10 + c}
-    fit = MixedLM("y ~ x", groups=["a", "b", "c"], start=None).fit(d)
+    fit = MixedLM("y ~ x", groups=["a", "b", "c"], start=None, nested_ids="within").fit(d)
     res = sm_fit("y ~ x", d, groups="a", re_formula="1", vc_formula={"b": "0 + C(b)", "c": "0 + C(bc)"})
     assert fit.params[2:] == ("var(a)", "var(b)", "var(c)", "var(residual)")
     assert_fixed_match(fit, res, rtol=1e-5)
@@ -347,8 +349,11 @@ def test_missing_values_are_dropped(data1):
 
 def test_dataframe_and_string_groups(data2):
     labels = np.array(list("abcdefgh"))[data2["centre"]]
-    a = MixedLM("y ~ x", groups=["centre", "rep"]).fit(data2)
-    b = MixedLM("y ~ x", groups=["centre", "rep"]).fit(pd.DataFrame({**data2, "centre": labels}))
+    a = MixedLM("y ~ x", groups=["centre", "rep"], nested_ids="within").fit(data2)
+    b = MixedLM("y ~ x", groups=["centre", "rep"], nested_ids="within").fit(
+        pd.DataFrame({**data2, "centre": labels})
+    )
+    assert a.status == "ok"
     np.testing.assert_allclose(b.estimate, a.estimate, rtol=1e-10)
 
 
@@ -365,3 +370,62 @@ def test_configuration_errors_raise(data1):
         MixedLM("y ~ x", groups="g", method="newton")
     with pytest.raises(ValueError, match="start"):
         MixedLM("y ~ x", groups="g", start="zeros")
+
+
+# --- nested vs crossed grouping factors -------------------------------------------------------------------
+def crossed(seed=1, n_subj=30, n_item=20, per_cell=1):
+    """Fully crossed subjects x items (every item seen by every subject), var(subj) = var(item) = 1."""
+    rng = np.random.default_rng(seed)
+    subj = np.repeat(np.arange(n_subj), n_item * per_cell)
+    item = np.tile(np.repeat(np.arange(n_item), per_cell), n_subj)
+    x = rng.normal(size=subj.size)
+    y = 0.5 * x + rng.normal(size=n_subj)[subj] + rng.normal(size=n_item)[item] + rng.normal(size=subj.size)
+    return {"y": y, "x": x, "subj": subj, "item": item}
+
+
+@pytest.mark.parametrize("per_cell", [1, 3])
+def test_crossed_factors_are_refused(per_cell):
+    """The defect: fitted as nested, 30 x 20 crossed data gave status ok with var(item) 0.02 (true 1) and
+    var(residual) 2 (true 1). Now a failed fit with one line naming the fixes."""
+    d = crossed(per_cell=per_cell)
+    fit = MixedLM("y ~ x", groups=["subj", "item"]).fit(d)
+    assert fit.status == "failed" and np.isnan(fit.estimate).all()
+    assert fit.params == ("Intercept", "x", "var(subj)", "var(item)", "var(residual)")
+    assert "\n" not in fit.message
+    assert "'item' labels repeat across 'subj' groups (20 of 20 labels" in fit.message
+    assert "crossed random effects are not supported" in fit.message
+    assert "subj * 1000 + item" in fit.message and "nested_ids='within'" in fit.message
+    within = MixedLM("y ~ x", groups=["subj", "item"], nested_ids="within").fit(d)
+    if per_cell == 1:
+        assert within.status == "failed"
+        assert within.message.startswith("every (subj, item) unit has a single observation")
+    else:  # indistinguishable from reps numbered within centres: fitted as nested, as documented
+        assert within.status in ("ok", "boundary")
+
+
+def test_nested_unique_ids_work_by_default_and_within_ids_need_the_option(data2):
+    unique = {**data2, "rep": data2["centre"] * 1000 + data2["rep"]}
+    a = MixedLM("y ~ x", groups=["centre", "rep"]).fit(unique)
+    b = MixedLM("y ~ x", groups=["centre", "rep"], nested_ids="within").fit(data2)
+    assert a.status == "ok", a.message
+    np.testing.assert_array_equal(a.estimate, b.estimate)
+    refused = MixedLM("y ~ x", groups=["centre", "rep"]).fit(data2)
+    assert refused.status == "failed" and "'rep' labels repeat across 'centre' groups" in refused.message
+    one_rep = {**data2, "rep": data2["centre"]}
+    assert "every 'centre' has a single 'rep'" in MixedLM("y ~ x", groups=["centre", "rep"]).fit(one_rep).message
+
+
+def test_three_levels_unique_ids_and_validation():
+    rng = np.random.default_rng(7)
+    a = np.repeat(np.arange(6), 12)
+    b = a * 3 + np.tile(np.repeat(np.arange(3), 4), 6)  # unique across a
+    c = b * 2 + np.tile(np.repeat(np.arange(2), 2), 18)  # unique across b
+    x = rng.normal(size=a.size)
+    y = x + rng.normal(size=6)[a] + 0.7 * rng.normal(size=18)[b] + 0.5 * rng.normal(size=36)[c] + rng.normal(size=a.size)
+    d = {"y": y, "x": x, "a": a, "b": b, "c": c}
+    fit = MixedLM("y ~ x", groups=["a", "b", "c"], start=None).fit(d)
+    assert fit.status in ("ok", "boundary"), fit.message
+    d["c"] = c % 2  # numbered within b
+    assert "'c' labels repeat across 'b' groups" in MixedLM("y ~ x", groups=["a", "b", "c"]).fit(d).message
+    with pytest.raises(ValueError, match="nested_ids"):
+        MixedLM("y ~ x", groups=["a", "b"], nested_ids="crossed")

@@ -10,12 +10,19 @@
 #   crit             REML criterion (reml = 1) or deviance (reml = 0), i.e. -2 * logLik
 #   loglik           logLik
 #   singular         isSingular(fit) as 0/1
+#   crit_default_start  random-slope models only: the criterion of the fit from lme4's default start
+# Random-slope models are fitted from several starts (lme4's default (1, 0, 1) first) and the fit with the
+# lowest criterion is kept (a later start only when lower by more than 1e-10): near a singular covariance
+# matrix lme4's optimiser can stop at a point that is a local minimum in its Cholesky parametrisation but
+# not over the covariance matrices (e.g. rs_near_b: the intercept SD at its bound 0 with the correlation on
+# the wrong side); crit_default_start records where the default start stops.
 suppressPackageStartupMessages(library(lme4))
 man <- read.csv("manifest.csv", stringsAsFactors = FALSE)
 ctrl <- lmerControl(optimizer = "nloptwrap",
                     optCtrl = list(xtol_abs = 1e-14, ftol_abs = 1e-15, xtol_rel = 1e-14,
                                    ftol_rel = 1e-15, maxeval = 100000),
                     check.conv.singular = "ignore", calc.derivs = FALSE)
+slope_starts <- list(c(1, 0, 1), c(1, -1, 1), c(1, 1, 1), c(0.1, -1, 0.1), c(0.1, 1, 0.1))
 out <- list()
 add <- function(ds, reml, kind, name, value) {
   out[[length(out) + 1]] <<- data.frame(dataset = ds, reml = as.integer(reml), kind = kind, name = name,
@@ -29,6 +36,13 @@ for (i in seq_len(nrow(man))) {
   groups <- strsplit(man$groups[i], "/")[[1]]
   for (reml in c(TRUE, FALSE)) {
     fit <- lmer(as.formula(man$rformula[i]), data = d, REML = reml, control = ctrl)
+    if (!is.na(man$slope[i]) && nzchar(man$slope[i])) {
+      add(man$name[i], reml, "crit_default_start", if (reml) "REML" else "deviance", -2 * as.numeric(logLik(fit)))
+      for (s in slope_starts[-1]) {
+        alt <- lmer(as.formula(man$rformula[i]), data = d, REML = reml, control = ctrl, start = list(theta = s))
+        if (-2 * as.numeric(logLik(alt)) < -2 * as.numeric(logLik(fit)) - 1e-10) fit <- alt
+      }
+    }
     fe <- fixef(fit)
     se <- sqrt(diag(as.matrix(vcov(fit))))
     for (k in seq_along(fe)) {

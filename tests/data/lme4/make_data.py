@@ -23,6 +23,21 @@ Data sets
   near-singular fits).
 - ``rs_unbalanced``: 40 groups of sizes 2 to 41, ``y ~ x + z + (1 + x | g)``.
 
+Near-boundary cases (small interior variances, where an optimiser can stop at a variance of 0 that is not
+the optimum; the fast engine certifies every optimum, see ``simstudy/estimators/optimality.py``):
+
+- ``cc_small_a``, ``cc_small_b``, ``cc_small_c``: the ``callcentre`` design with centre variance 0.3 and rep
+  variance 0.003, 0.003, 0.05 (interior rep relative SDs of about 0.004 to 0.11), rep ids unique across
+  centres (``centre * 100 + rep``).
+- ``cc_study_r1``, ``cc_study_r3``: replicates 1 and 3 of the call-centre study (``studies/call_center.py``,
+  seed 2) in the cell n_centres = 20, reps_per_centre = 10, rep_var = 0.1: 20 centres x 10 reps x 10 calls,
+  ``call_CSAT ~ C(reason) + age`` (the cell where the optimiser on log theta reported var(rep) = 0 for a
+  third of the replicates; replicate 3 is one of them).
+- ``ri_near_a`` (12 unbalanced groups of sizes 1 to 12), ``ri_near_b`` (15 x 8): random intercept with a
+  small group variance (interior relative SDs of about 0.01 to 0.13).
+- ``rs_near_a`` to ``rs_near_d``: random slope designs whose optimum is at or next to a singular covariance
+  matrix (slope variance 0, or intercept variance 0, or both small).
+
 The ``slope`` column of the manifest names the random-slope covariate (empty: random intercept only).
 """
 
@@ -129,6 +144,41 @@ def datasets():
                     "y ~ x + (1 + x|g)", "g", "x"))
     out.append(("rs_unbalanced", random_slope(203, list(range(2, 42)), (0.4, 0.15, -0.05), z=True), "y ~ x + z",
                 "y ~ x + z + (1 + x|g)", "g", "x"))
+    out.extend(near_boundary())
+    return out
+
+
+CC_FORMULA = ("call_CSAT ~ C(reason) + age", "call_CSAT ~ reason + age + (1|centre) + (1|centre:rep)")
+
+
+def call_center_replicate(rep: int) -> pd.DataFrame:
+    """Replicate ``rep`` of the call-centre study (seed 2), cell 20 centres x 10 reps, rep_var 0.1."""
+    from simstudy.dgp.call_center import CallCenter
+    from simstudy.rng import cell_key, replicate_rng
+
+    cell = {"n_centres": 20, "reps_per_centre": 10, "rep_var": 0.1}
+    d = CallCenter().generate(replicate_rng(2, cell_key(cell), rep), **cell)
+    return pd.DataFrame({k: d[k] for k in ("centre", "rep", "reason", "age", "call_CSAT")})
+
+
+def near_boundary():
+    """The near-boundary data sets (module docstring), as ``datasets()`` rows."""
+    out = []
+    for name, seed, var_r in (("cc_small_a", 425, 0.003), ("cc_small_b", 422, 0.003), ("cc_small_c", 315, 0.05)):
+        d = callcentre(seed, var_c=0.3, var_r=var_r)
+        d["rep"] = d["centre"] * 100 + d["rep"]
+        out.append((name, d, *CC_FORMULA, "centre/rep", ""))
+    for r in (1, 3):
+        out.append((f"cc_study_r{r}", call_center_replicate(r), *CC_FORMULA, "centre/rep", ""))
+    ri = "y ~ x", "y ~ x + (1|g)", "g", ""
+    out.append(("ri_near_a", random_intercept(664, [3, 1, 7, 2, 9, 4, 12, 2, 5, 6, 1, 8], 0.02), *ri))
+    out.append(("ri_near_b", random_intercept(620, [8] * 15, 0.01), *ri))
+    rs = "y ~ x", "y ~ x + (1 + x|g)", "g", "x"
+    for name, seed, sizes, var in (("rs_near_a", 508, [5] * 10, (0.3, 0.0, 0.0)),
+                                   ("rs_near_b", 528, [5] * 10, (0.3, 0.0, 0.0)),
+                                   ("rs_near_c", 556, [4] * 12, (0.0, 0.2, 0.0)),
+                                   ("rs_near_d", 527, [6] * 8, (0.01, 0.01, 0.0))):
+        out.append((name, random_slope(seed, sizes, var), *rs))
     return out
 
 

@@ -1,0 +1,141 @@
+"""Power curves: the share of intervals that exclude the null against the number of groups."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import xarray as xr
+from matplotlib.figure import Figure
+
+from simstudy.output.plots import _common as c
+from simstudy.output.plots.style import styled
+
+
+@styled
+def plot_power(
+    ds: xr.Dataset,
+    *,
+    x: str | None = None,
+    param: str | None = None,
+    target: float | None = 0.8,
+    row: str | None = None,
+    col: str | None = None,
+    estimators: Sequence[str] | None = None,
+    select: Mapping[str, Any] | None = None,
+    mcse: bool = True,
+    xscale: str = "auto",
+    title: str | bool | None = None,
+    style: Any = None,
+    figsize: tuple[float, float] | None = None,
+) -> Figure:
+    """Plot power against a numeric design factor (the number of groups), one curve per estimator.
+
+    Power is the share of valid replicates whose interval excludes the null value (attribute ``null``,
+    0 by default), so where the true effect is the null it is the type I error rate. The x axis is to
+    scale (a log axis for geometric levels), so the curves can be read between the design points; a dashed
+    line marks the target power. Other varying factors become facets as in
+    :func:`~simstudy.output.plots.plot_performance`.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        A summary dataset (``summary.nc``).
+    x : str, optional
+        A numeric factor for the x axis; default ``n_groups`` if present, else the first numeric factor
+        that varies.
+    param : str, optional
+        The parameter tested; default the study's first featured parameter, else the first parameter.
+    target : float or None
+        Target power drawn as a horizontal line (default 0.8); None for no line.
+    row, col : str, optional
+        Factors for rows and columns of panels (default: the other factors that vary).
+    estimators : sequence of str, optional
+        Estimators to draw (default all with a finite power somewhere).
+    select : mapping, optional
+        Factors to hold at one level, e.g. ``{"treatment_effect": 0.3}``.
+    mcse : bool
+        Draw +-1.96 MCSE error bars.
+    xscale : {"auto", "linear", "log"}
+        Scale of the x axis; ``"auto"`` uses a log axis when the levels are geometric.
+    title : str or bool, optional
+        No title by default; ``True`` for a description (with the null hypothesis), or the text.
+    style : dict, str or list, optional
+        Matplotlib rcParams (or a ``.mplstyle`` file or style name) merged on top of
+        :data:`simstudy.output.plots.STYLE`.
+    figsize : (float, float), optional
+        Figure size in inches.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Raises
+    ------
+    ValueError
+        For an unknown or non-numeric factor, an unknown parameter or estimator, a target outside (0, 1),
+        or a parameter without any power (no standard errors).
+
+    Examples
+    --------
+    >>> fig = plot_power(summary, param="treat", target=0.8)   # doctest: +SKIP
+    """
+    c.require_summary(ds, "plot_power")
+    c.check_measure(ds, "power")
+    if target is not None and not 0 < target < 1:
+        raise ValueError(f"target power must lie between 0 and 1, got {target!r}")
+    c.check_choice(xscale, "xscale", ("auto", "linear", "log"))
+    ds = c.select(ds, select)
+    param = c.resolve_param(ds, param)
+    estimators = c.resolve_estimators(ds, estimators)
+    numeric = [f for f in c.factors(ds) if c.numeric(ds, f)]
+    if x is None:
+        moving = [f for f in c.varying(ds) if f in numeric]
+        if "n_groups" in numeric:
+            x = "n_groups"
+        elif moving or numeric:
+            x = (moving or numeric)[0]
+        else:
+            raise ValueError("plot_power needs a numeric design factor for the x axis; the design has none")
+    c.check_factor(ds, x, "x")
+    if x not in numeric:
+        raise ValueError(f"factor {x!r} is not numeric; power curves need a numeric x such as n_groups")
+    row, col = c.facets(ds, x, row, col)
+    sub, fixed = c.fixed_levels(ds.sel({"param": param}), keep=[f for f in (x, row, col) if f])
+    sub = sub.sortby(x)
+    scale = c.x_scale(sub, x, xscale)
+    pos = c.positions(sub, x, scale)
+    shifted = c.dodge(pos, len(estimators), scale)
+
+    names = c.estimator_labels(ds, estimators)
+    entries = names + ([f"Target power {target:g}"] if target is not None else [])
+    n_rows = sub.sizes[row] if row else 1
+    n_cols = sub.sizes[col] if col else 1
+    where = c.place_legend(entries, n_cols)
+    extra = where.width + c.strip_width(sub, row)
+    fig, axes = c.facet_figure(n_rows, n_cols, figsize, extra_width=extra, extra_height=where.height,
+                               min_width=where.min_width)
+    room = c.panel_size(fig, n_rows, n_cols, extra, where.height)
+    drawn = 0
+    for i, j, _, panel in c.panels(sub, row, col):
+        ax = axes[i, j]
+        drawn += c.draw_estimators(ax, ds, panel, "power", x, shifted, estimators, mcse=mcse)
+        if target is not None:
+            ax.axhline(target, color=c.REFERENCE, ls=(0, (3, 2)), lw=0.8, zorder=1,
+                       label=f"Target power {target:g}").set_gid("target")
+        ax.set_ylim(-0.02, 1.02)
+        c.level_axis(ax, sub, x, scale, pos)
+        ax.grid(True, axis="y")
+    if drawn == 0:
+        raise ValueError(f"power of {param!r} is missing (NaN) for every estimator and cell; nothing to draw "
+                         "(a parameter without standard errors has no intervals)")
+    c.strips(axes, sub, row, col, room)
+    c.axis_labels(fig, axes, c.factor_label(ds, x), c.label(ds, "power"), shared_x=not where.below)
+    handles = {name: c.proxy(color=st["color"], marker=st["marker"], ls=st["ls"])
+               for name, st in zip(names, (c.style(ds, m) for m in estimators))}
+    c.legend(fig, axes.ravel(), first=names, loc=where.loc, handles=handles)
+    null = ds.attrs.get("null", 0.0)
+    p = c.label(ds, param)
+    what = f"Power for {p} (H0: {p} = {c.fmt(null)}, two-sided \u03b1 = {1 - c.level(ds):.3g})"
+    c.set_title(fig, title, lambda: c.describe(what, fixed, ds, mcse))
+    return fig
