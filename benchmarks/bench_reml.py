@@ -78,7 +78,7 @@ def median_time(fn, repeats):
 def sm_ri(data, formula_cols, group):
     import statsmodels.api as sm
 
-    from simstudy.formula import Formula
+    from simstudy.estimators.formula import Formula
 
     y, X, _ = Formula(formula_cols).build(data)
 
@@ -118,7 +118,7 @@ def sm_nested(data):
 
 
 def main(quick: bool = False) -> None:
-    from simstudy.formula import Formula
+    from simstudy.estimators.formula import Formula
 
     rng = np.random.default_rng(20240601)
     # label, data maker, formula, groups, slope, replicates per batch, statsmodels repeats, batch repeats

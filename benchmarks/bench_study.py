@@ -28,7 +28,7 @@ from simstudy.design import Design
 from simstudy.dgp.clustered import RandomIntercept
 from simstudy.engine.runner import RunConfig, run_study
 from simstudy.estimators import OLS, MixedLM
-from simstudy.formula import Formula
+from simstudy.estimators.formula import Formula
 from simstudy.study import Study
 
 FORMULA = "y ~ x + treat"

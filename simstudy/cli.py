@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -32,6 +33,26 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
     return value
 
 
@@ -105,19 +126,23 @@ def _config(args: argparse.Namespace) -> Any:
         force=args.force, retries=args.retries, max_failure_rate=args.max_failure_rate,
         backend=args.backend, scheduler=args.scheduler, shard=getattr(args, "shard", None),
         merge=getattr(args, "merge", False), command=" ".join(["simstudy", *sys.argv[1:]]),
+        timeout=getattr(args, "timeout", None), in_process=getattr(args, "in_process", False),
     )
 
 
 def _report_run(result: Any, config: Any, out: Path) -> None:
-    """Print what a finished run shows: the table and a summary line (nothing with --quiet)."""
-    if config.quiet:
-        return
-    if result is None:  # one shard of a sharded run
-        print(f"shard {config.shard[0]}/{config.shard[1]} done; when every shard is done: simstudy merge {out}")
-        return
-    from simstudy.output.display import format_run
+    """Print what a finished run shows: the table and a summary line (not with --quiet), and warnings about
+    cells where an estimator failed on every replicate (always, on stderr)."""
+    from simstudy.output.display import format_run, run_warnings
 
-    print(format_run(result[1], out))
+    if result is None:  # one shard of a sharded run
+        if not config.quiet:
+            print(f"shard {config.shard[0]}/{config.shard[1]} done; when every shard is done: simstudy merge {out}")
+        return
+    if not config.quiet:
+        print(format_run(result[1], out))
+    for line in run_warnings(result[1]):
+        print(f"simstudy: warning: {line}", file=sys.stderr)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -166,9 +191,9 @@ def _shard(text: str) -> tuple[int, int]:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from simstudy.output.display import show_run
+    from simstudy.output.display import COMPACT, show_run
 
-    print(show_run(Path(args.dir)))
+    print(show_run(Path(args.dir), measures=args.measure or COMPACT, params=args.param))
     return 0
 
 
@@ -176,7 +201,13 @@ def _run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress and no table")
     p.add_argument("--force", action="store_true",
                    help="recompute cells whose checkpoints came from a changed study")
-    p.add_argument("--retries", type=int, default=1, help="retries of a chunk whose worker died (default 1)")
+    p.add_argument("--retries", type=_non_negative_int, default=1,
+                   help="retries of a chunk whose worker died (default 1)")
+    p.add_argument("--timeout", type=_seconds, default=None, metavar="SECONDS",
+                   help="record a replicate whose generate and fits take longer as failed and go on (default: "
+                        "no limit; not with --backend dask)")
+    p.add_argument("--in-process", action="store_true",
+                   help="run the tasks in this process, one at a time (debugging; a crash ends the run)")
     p.add_argument("--max-failure-rate", type=_level, default=None,
                    help="stop a cell once an estimator fails on more than this share of replicates")
     p.add_argument("--backend", choices=("loky", "dask"), default="loky",
@@ -217,6 +248,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     show = sub.add_parser("show", help="print the summary table of a finished run")
     show.add_argument("dir", help="a run's output directory, e.g. results/cluster_trial")
+    show.add_argument("--measure", nargs="+", help="measures to print (default: bias coverage rmse), e.g. power")
+    show.add_argument("--param", nargs="+", help="parameters to print (default: the study's featured ones)")
     show.set_defaults(func=cmd_show)
 
     rep = sub.add_parser("report", help="write DIR/report.html, DIR/figures/*.png and DIR/tables/*.{md,tex}")
@@ -248,19 +281,25 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``simstudy`` console script; returns the exit code."""
     parser = build_parser()
+    restore = _on_sigterm()
     try:
         args = parser.parse_args(argv)
         func: Callable[[argparse.Namespace], int] = args.func
         return func(args)
+    except BrokenPipeError:  # `simstudy show DIR | head`: the reader has gone, nothing to report
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except (UsageError, ValueError, OSError) as exc:
         if os.environ.get("SIMSTUDY_DEBUG"):
             raise
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         print(f"simstudy: error: {message}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("simstudy: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (see _on_sigterm); a run says what it saved
+        signum = getattr(exc, "signum", signal.SIGINT)
+        message = exc.message() if hasattr(exc, "message") else "simstudy: interrupted"
+        print(message, file=sys.stderr)
+        return 128 + signum
     except Exception as exc:  # a bug, not bad input: still one line, with a way to see more
         if os.environ.get("SIMSTUDY_DEBUG"):
             raise
@@ -268,6 +307,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"simstudy: internal error: {type(exc).__name__}: {text} (SIMSTUDY_DEBUG=1 shows the traceback)",
               file=sys.stderr)
         return 1
+    finally:
+        restore()
+
+
+def _on_sigterm() -> Callable[[], None]:
+    """Make SIGTERM raise ``Interrupted`` (a KeyboardInterrupt), so that it ends a command like Ctrl-C: a run
+    saves what has arrived and the exit code is 143. Returns what puts the previous handler back (nothing
+    to do off the main thread, where no handler can be set)."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    from simstudy.engine.progress import raise_interrupted
+
+    previous = signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGTERM, raise_interrupted)
+    return lambda: signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 if __name__ == "__main__":

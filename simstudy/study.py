@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import math
 import numbers
 import re
 import sys
@@ -52,6 +53,10 @@ class Study:
         Readable names for figures and tables: factor, estimator and parameter names to labels (e.g.
         ``{"n_groups": "Number of clusters", "lmm_t": "LMM, t (between-within df)"}``). Names without a
         label are shown as they are (factors with underscores replaced by spaces).
+    nulls : mapping of str to float, optional
+        Null value of each parameter's test (the ``pvalue`` of every fit, and power); 0 where not given.
+    alpha : float, optional
+        Level of the tests for power (default: 1 minus the estimators' confidence level).
     unscored : sequence of str, optional
         Parameter names this study does not score: parameters an estimator reports without a true value,
         or true values no estimator reports. Every other name must match on both sides; the run refuses
@@ -70,6 +75,8 @@ class Study:
     reference: str | None = None
     unscored: tuple[str, ...] = ()
     labels: Mapping[str, str] = field(default_factory=dict)
+    nulls: Mapping[str, float] = field(default_factory=dict)
+    alpha: float | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not re.fullmatch(r"[A-Za-z0-9_-]+", self.name):
@@ -100,6 +107,12 @@ class Study:
                 isinstance(k, str) and isinstance(v, str) for k, v in self.labels.items()):
             raise ValueError(f"labels must map names to strings, got {self.labels!r}")
         self.labels = dict(self.labels)
+        if not isinstance(self.nulls, Mapping) or not all(
+                isinstance(k, str) and isinstance(v, numbers.Real) and math.isfinite(v) for k, v in self.nulls.items()):
+            raise ValueError(f"nulls must map parameter names to finite numbers, got {self.nulls!r}")
+        self.nulls = {k: float(v) for k, v in self.nulls.items()}
+        if self.alpha is not None and not (isinstance(self.alpha, numbers.Real) and 0 < self.alpha < 1):
+            raise ValueError(f"alpha must lie in (0, 1), got {self.alpha!r}")
         self.show = tuple(self.show)
 
     def truth_for(self, cell: Mapping[str, Any]) -> dict[str, float | dict[str, float]]:

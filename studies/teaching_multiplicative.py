@@ -20,7 +20,7 @@ effects not estimable, reported as NaN); the linear mixed model with a random in
 """
 
 from simstudy.design import Design
-from simstudy.dgp.teaching import TeachingMethodsMultiplicative
+from simstudy.dgp.teaching_multiplicative import TeachingMethodsMultiplicative
 from simstudy.estimators import OLS, MixedLM
 from simstudy.study import Study
 

@@ -2,9 +2,15 @@
 
 SIMSTUDY_TEST_SLEEP sets the seconds each fit sleeps (default 0.002); SIMSTUDY_TEST_KILLER=1 adds a method that kills its worker process (os._exit) on the
 replicates whose first value exceeds 3.4: a crash in compiled code, as far as the runner can tell.
+SIMSTUDY_TEST_HANG=MODE:THRESHOLD[:FLAG,...] adds a method "hang" that estimates the mean like "mean" but
+never returns on the replicates whose mean exceeds THRESHOLD: MODE "sleep" sleeps (Python code, which an alarm
+interrupts), "blocked" blocks SIGALRM first (like compiled code that never returns to Python). FLAG "batch":
+it also has a fit_batch, which hangs if any of its replicates does; "workers": it hangs only in worker
+processes (not in the process that loaded the study, whose preflight fits a replicate).
 """
 
 import os
+import signal
 import time
 
 import numpy as np
@@ -45,9 +51,32 @@ class Killer(SlowMean):
         return super().fit(data)
 
 
+class Hang(SlowMean):
+    def __init__(self, mode, threshold, parent=None):
+        super().__init__(0.0)
+        self.mode, self.threshold, self.parent = mode, threshold, parent
+
+    def fit(self, data):
+        if data["y"].mean() > self.threshold and os.getpid() != self.parent:
+            if self.mode == "blocked":
+                signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+            time.sleep(3600)
+        return super().fit(data)
+
+
+class BatchHang(Hang):
+    def fit_batch(self, datasets):
+        return [self.fit(d) for d in datasets]
+
+
 methods = {"mean": SlowMean(float(os.environ.get("SIMSTUDY_TEST_SLEEP", "0.002")))}
 if os.environ.get("SIMSTUDY_TEST_KILLER"):
     methods["killer"] = Killer(0.0)
+if os.environ.get("SIMSTUDY_TEST_HANG"):
+    _mode, _threshold, *_flags = os.environ["SIMSTUDY_TEST_HANG"].split(":")
+    _flags = set(",".join(_flags).split(","))
+    methods["hang"] = (BatchHang if "batch" in _flags else Hang)(
+        _mode, float(_threshold), os.getpid() if "workers" in _flags else None)
 
 study = Study(name="slow", design=Design({"n": [10, 30], "mu": [0.0, 1.0]}), dgp=Normal(), estimators=methods,
               reps=300, seed=11)

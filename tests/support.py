@@ -52,3 +52,12 @@ def errorbar_lines(ax) -> list:
             line.set_label(bar.get_label())
             out.append(line)
     return out
+
+
+def instructor_anova(r: np.ndarray, n_instructors: int, size: int) -> tuple[float, float]:
+    """Unbiased one-way ANOVA estimates (var(instructor), var(residual)) on balanced data."""
+    R = r.reshape(n_instructors, size)
+    means = R.mean(axis=1)
+    msw = ((R - means[:, None]) ** 2).sum() / (n_instructors * (size - 1))
+    msb = size * ((means - means.mean()) ** 2).sum() / (n_instructors - 1)
+    return (msb - msw) / size, msw

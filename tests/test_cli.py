@@ -236,3 +236,175 @@ def test_concurrent_run_is_refused(capsys, tmp_path):
     with RunLock(out):
         code, _, err = run_cli(capsys, "run", str(TOY), "--reps", "5", "--out", str(out))
     assert_one_line_error(code, err, "another simstudy run")
+
+
+# --- lose nothing, part 2 ------------------------------------------------------------------------------
+
+
+def _files(out):
+    return {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+
+
+def test_misplaced_checkpoint_is_recomputed_not_read(capsys, tmp_path):
+    # defect: a chunk copied under another chunk's name was placed by its metadata, 10 replicates never ran
+    clean, out = tmp_path / "clean", tmp_path / "run"
+    for d in (clean, out):
+        code, _, err = run_cli(capsys, "run", str(TOY), "--reps", "20", "--chunk-size", "10", "--jobs", "1",
+                               "--out", str(d), "--quiet")
+        assert code == 0, err
+    chunks = sorted((out / "chunks").iterdir())
+    first = next(p for p in chunks if p.name.endswith("_00000001-00000011.parquet"))
+    second = first.with_name(first.name.replace("00000001-00000011", "00000011-00000021"))
+    second.write_bytes(first.read_bytes())  # the chunk of replicates 1-10 under the name of 11-20
+    (out / "estimates.nc").unlink()
+    code, _, err = run_cli(capsys, "run", str(TOY), "--reps", "20", "--chunk-size", "10", "--jobs", "1",
+                           "--out", str(out), "--quiet")
+    assert code == 0, err
+    assert "recomputing a damaged checkpoint" in err and second.name in err
+    from simstudy.engine.store import read_netcdf as read
+
+    assert read(out / "estimates.nc")["estimate"].equals(read(clean / "estimates.nc")["estimate"])
+
+
+def test_interrupted_extension_is_flagged_by_show_and_report(capsys, tmp_path, monkeypatch):
+    import simstudy.engine.runner as runner
+
+    out = tmp_path / "toy"
+    code, _, err = run_cli(capsys, "run", str(TOY), "--reps", "10", "--jobs", "1", "--out", str(out), "--quiet")
+    assert code == 0, err
+    real, calls = runner.write_chunk, []
+
+    def dies(*args, **kwargs):
+        calls.append(1)
+        if len(calls) > 2:
+            raise KeyboardInterrupt  # the run is stopped mid-way through extending to 40 replicates
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "write_chunk", dies)
+    code, _, _ = run_cli(capsys, "resume", str(out), "--reps", "40", "--chunk-size", "10", "--quiet")
+    assert code == 130
+    monkeypatch.setattr(runner, "write_chunk", real)
+    for command in ("show", "report"):
+        code, _, err = run_cli(capsys, command, str(out))
+        assert_one_line_error(code, err, f"was interrupted, so summary.nc holds an earlier, smaller run; "
+                                         f"`simstudy resume {out}` finishes it")
+    code, _, err = run_cli(capsys, "resume", str(out), "--quiet")
+    assert code == 0, err
+    code, shown, err = run_cli(capsys, "show", str(out))
+    assert code == 0 and "40/40" in shown, err
+
+
+def test_outputs_of_two_runs_are_not_shown_as_one(capsys, tmp_path):
+    out, other = tmp_path / "a", tmp_path / "b"
+    for d in (out, other):
+        code, _, err = run_cli(capsys, "run", str(TOY), "--reps", "10", "--jobs", "1", "--out", str(d), "--quiet")
+        assert code == 0, err
+    (out / "summary.nc").write_bytes((other / "summary.nc").read_bytes())
+    code, _, err = run_cli(capsys, "show", str(out))
+    assert_one_line_error(code, err, "summary.nc does not belong to the run recorded in study.json")
+
+
+def test_out_that_is_not_a_run_directory_is_refused(capsys, tmp_path):
+    # defect: --out at a folder of the user's own files overwrote their study.py, estimates.nc, summary.nc
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    for name in ("study.py", "estimates.nc", "summary.nc"):
+        (mine / name).write_text(f"my own {name}\n")
+    before = _files(mine)
+    code, _, err = run_cli(capsys, "run", str(TOY), "--reps", "5", "--jobs", "1", "--out", str(mine), "--quiet")
+    assert_one_line_error(code, err, "holds files that are not a simstudy run's (estimates.nc, study.py, "
+                                     "summary.nc); choose a new or empty directory")
+    assert _files(mine) == before
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, _, err = run_cli(capsys, "run", str(TOY), "--reps", "5", "--jobs", "1", "--out", str(empty), "--quiet")
+    assert code == 0, err
+
+
+def test_refused_command_changes_nothing(capsys, tmp_path, finished):
+    # defect: a run refused for a bad --scheduler rewrote study.json (complete: false, new reps)
+    pytest.importorskip("distributed")
+    out, before = finished
+    code, _, err = run_cli(capsys, "resume", str(out), "--reps", "30", "--backend", "dask", "--scheduler",
+                           "tcp://127.0.0.1:9", "--quiet")
+    assert code == 2 and "cannot connect to the Dask scheduler" in err
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+
+
+@pytest.mark.parametrize("content", ["[1, 2]", "{\"run\": [1]}", "not json"])
+def test_damaged_study_json_is_one_line(capsys, tmp_path, finished, content):
+    out, _ = finished
+    (out / "study.json").write_text(content)
+    for command in ("resume", "show"):
+        code, _, err = run_cli(capsys, command, str(out))
+        assert code == 2 and err.startswith("simstudy: error:") and len(err.strip().splitlines()) == 1, err
+
+
+def test_temporary_files_are_swept(capsys, tmp_path, finished):
+    out, _ = finished
+    for tmp in (out / ".estimates.nc.abc123.tmp", out / "chunks" / ".x.parquet.zz.tmp"):
+        tmp.write_text("half written")
+    code, _, err = run_cli(capsys, "run", str(TOY), "--reps", "10", "--jobs", "1", "--out", str(out), "--quiet")
+    assert code == 0, err
+    assert not list(out.rglob("*.tmp"))
+
+
+def test_disk_full_while_writing_outputs_is_one_line_and_keeps_the_chunks(capsys, tmp_path, monkeypatch):
+    # defect: "internal error: NetCDF: HDF error" (exit 1)
+    import collections
+
+    import simstudy.engine.runner as runner
+
+    def full(ds, path):
+        raise RuntimeError("NetCDF: HDF error")
+
+    monkeypatch.setattr(runner, "write_netcdf", full)
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(runner.shutil, "disk_usage", lambda path: usage(10**9, 10**9, 1000))
+    out = tmp_path / "toy"
+    code, _, err = run_cli(capsys, "run", str(TOY), "--reps", "10", "--jobs", "1", "--out", str(out), "--quiet")
+    assert_one_line_error(code, err, "(the disk is full); every finished chunk is safe in")
+    assert len(list((out / "chunks").iterdir())) == 4
+    monkeypatch.undo()
+    code, _, err = run_cli(capsys, "resume", str(out), "--quiet")
+    assert code == 0, err
+
+
+def test_impossible_number_of_replicates_is_refused_up_front(capsys, tmp_path):
+    # defect: --reps 10^12 ended in "internal error: MemoryError"
+    out = tmp_path / "toy"
+    code, _, err = run_cli(capsys, "run", str(TOY), "--reps", str(10**12), "--out", str(out))
+    assert_one_line_error(code, err, "need about")
+    assert "GiB to assemble" in err and not out.exists()
+
+
+def test_shards_of_two_versions_of_a_study_never_mix(capsys, tmp_path):
+    out = tmp_path / "run"
+    v2 = _variant(tmp_path, "mu, sd, n)}", "mu, sd, n) + 0.0}")  # same numbers, different code
+    code, _, err = run_cli(capsys, "run", str(TOY), "--reps", "20", "--shard", "0/2", "--out", str(out), "--quiet",
+                           "--jobs", "1")
+    assert code == 0, err
+    code, _, err = run_cli(capsys, "run", v2, "--reps", "20", "--shard", "1/2", "--out", str(out), "--quiet",
+                           "--jobs", "1")
+    assert_one_line_error(code, err, "different version of this study")
+
+
+def test_cells_where_every_replicate_fails_are_warned_about(capsys, tmp_path):
+    # defect: a user DGP whose every replicate failed in a cell (0/5 valid) printed no warning
+    path = _variant(tmp_path, "    def generate(self, rng, n=20, mu=0.0, sd=1.0):\n",
+                    "    def generate(self, rng, n=20, mu=0.0, sd=1.0):\n        if mu > 0.5: raise ValueError('bad mu')\n")
+    code, out, err = run_cli(capsys, "run", path, "--reps", "5", "--jobs", "1", "--out", str(tmp_path / "o"))
+    assert code == 0
+    warning = [line for line in err.splitlines() if line.startswith("simstudy: warning:")]
+    assert len(warning) == 1 and "every replicate failed in 2 of 4 cells" in warning[0], err
+    assert "generate failed: ValueError: bad mu" in warning[0]
+
+
+def test_show_prints_any_measure(capsys, tmp_path, finished):
+    out, _ = finished
+    code, shown, err = run_cli(capsys, "show", str(out), "--measure", "power", "power_all", "emp_se")
+    assert code == 0, err
+    header = shown.splitlines()[0].split()
+    assert header[header.index("param") + 1:] == ["power", "power_all", "emp_se", "valid/reps"]
+    code, _, err = run_cli(capsys, "show", str(out), "--measure", "powr")
+    assert_one_line_error(code, err, "unknown measure 'powr'; choose from bias")

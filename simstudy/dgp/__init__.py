@@ -12,6 +12,7 @@ The contract and the checks of factor values are in :mod:`simstudy.dgp.base`.
 from simstudy.dgp.base import DGP, factor_names
 from simstudy.dgp.call_center import CallCenter
 from simstudy.dgp.clustered import RandomIntercept, design_effect
-from simstudy.dgp.teaching import TeachingMethods, TeachingMethodsMultiplicative
+from simstudy.dgp.teaching import TeachingMethods
+from simstudy.dgp.teaching_multiplicative import TeachingMethodsMultiplicative
 
 __all__ = ["DGP", "CallCenter", "RandomIntercept", "TeachingMethods", "TeachingMethodsMultiplicative", "design_effect", "factor_names"]

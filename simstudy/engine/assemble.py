@@ -10,7 +10,7 @@ import xarray as xr
 
 from simstudy.engine.chunk import NOT_RUN, VALUES, ChunkResult
 from simstudy.estimators.base import STATUSES
-from simstudy.stats.measures import summarize
+from simstudy.stats.measures import summarize, wald_pvalue
 
 STATUS_ATTRS = {
     "flag_values": np.arange(-1, len(STATUSES), dtype=np.int8),
@@ -27,11 +27,14 @@ def estimates_dataset(
     reps: int,
     chunks: Iterable[ChunkResult],
     params: Sequence[str] | None = None,
+    nulls: Mapping[str, float] | None = None,
 ) -> xr.Dataset:
     """Lay chunk results out on the grid: dims (factors..., rep, estimator, param).
 
     ``truths`` holds, per cell, the true values by estimator (``{estimator: {param: value}}``, see
     :meth:`simstudy.study.Study.truths`); ``true`` has dims (factors..., estimator, param).
+    ``pvalue`` is each fit's two-sided Wald test of ``param = nulls.get(param, 0)`` from its own reference
+    distribution (t with its df, or z where it used a z interval; NaN where it has neither).
     Cells the design's filter left out, and replicates never run, hold NaN and status ``not_run``.
     Parameters are ``params`` (default: every parameter any chunk reports, which reads ``chunks`` into
     memory first), then any true value no fit reported.
@@ -84,6 +87,11 @@ def estimates_dataset(
     per_fit = (*dims, "rep", "estimator")
     ok_codes = [STATUSES.index("ok"), STATUSES.index("boundary")]
     data = {v: (full, values[v]) for v in VALUES}
+    null = np.array([float((nulls or {}).get(p, 0.0)) for p in params])
+    with_interval = np.isfinite(values["ci_lower"]) & np.isfinite(values["ci_upper"])
+    data["pvalue"] = (full, wald_pvalue(values["estimate"], values["se"], values["df"], null, z=with_interval),
+                      {"description": "two-sided Wald test of param = null from the fit's own t or z distribution",
+                       "null": null})
     data["df"] = (full, values["df"], {"description": "degrees of freedom of t intervals; NaN where z is used"})
     data |= {
         "reported": (full, reported, {"description": "the fit listed the parameter (NaN estimate: not estimable)"}),
@@ -99,7 +107,8 @@ def estimates_dataset(
     return ds
 
 
-def summary_dataset(estimates: xr.Dataset, *, level: float = 0.95, ref: str | None = None) -> xr.Dataset:
+def summary_dataset(estimates: xr.Dataset, *, level: float = 0.95, ref: str | None = None,
+                    alpha: float | None = None) -> xr.Dataset:
     """Performance measures of a run, over ``rep``, counting only converged fits (ok or boundary).
 
     Coverage and power use each fit's own interval (``ci_lower``, ``ci_upper``, at the estimator's level):
@@ -108,20 +117,43 @@ def summary_dataset(estimates: xr.Dataset, *, level: float = 0.95, ref: str | No
     A parameter that converged fits leave NaN is reported in ``note`` as ``not estimable: <reason>``, the
     reason taken from the fits' messages. Adds per cell and estimator the counts ``n_boundary``,
     ``n_nonconverged``, ``n_fit_failed`` and the median ``fit_seconds``.
+
+    Power (``pvalue < alpha``, ``alpha`` default ``1 - level``) comes in two conventions: ``power`` among
+    the converged fits with a test (failures excluded, with ``power_lower``/``power_upper`` its exact
+    interval) and ``power_all`` among all replicates run, failed or non-converged fits counting as
+    non-rejections (simr's convention).
     """
     status = estimates["status"]
     usable = estimates["converged"]
-    masked = estimates[["estimate", "se", "df", "true", "ci_lower", "ci_upper"]].copy()
-    for var in ("estimate", "se", "ci_lower", "ci_upper"):
+    tested = "pvalue" in estimates  # not in the outputs of simstudy 0.1
+    variables = ["estimate", "se", "df", "true", "ci_lower", "ci_upper"] + (["pvalue"] if tested else [])
+    masked = estimates[variables].copy()
+    for var in ("estimate", "se", "ci_lower", "ci_upper", "pvalue")[: 5 if tested else 4]:
         masked[var] = estimates[var].where(usable)
     masked["present"] = status != NOT_RUN
-    out = summarize(masked, level=level, ref=ref, use_limits=True)
+    out = summarize(masked, level=level, ref=ref, use_limits=True, alpha=alpha)
+    if tested:
+        cut = 1 - level if alpha is None else alpha
+        run = (status != NOT_RUN).sum("rep")
+        hits = (masked["pvalue"] < cut).sum("rep")
+        out["power_all"] = (hits / run.where(run > 0)).assign_attrs(
+            description="rejections among all replicates run: failed and non-converged fits count as non-rejections")
+        out["power_all_mcse"] = np.sqrt(out["power_all"] * (1 - out["power_all"]) / run.where(run > 0))
     counts = {f"n_{name}": (status == STATUSES.index(name)).sum("rep") for name in ("boundary", "nonconverged")}
     counts["n_fit_failed"] = (status == STATUSES.index("failed")).sum("rep")
     counts["fit_seconds"] = estimates["fit_seconds"].median("rep")
+    counts["first_failure"] = _first_failure(estimates)
     out = out.assign(counts)
     _not_estimable_notes(estimates, out)
     return out
+
+
+def _first_failure(estimates: xr.Dataset) -> xr.DataArray:
+    """Per cell and estimator, the message of the first failed or non-converged fit ("" if none)."""
+    bad = estimates["status"].isin([STATUSES.index("nonconverged"), STATUSES.index("failed")])
+    message = estimates["message"].where(bad, "")
+    first = bad.argmax("rep")
+    return message.isel(rep=first).where(bad.any("rep"), "").astype(str).drop_vars("rep", errors="ignore")
 
 
 #: The note of a parameter that an estimator does not report at all (no row in printed tables).

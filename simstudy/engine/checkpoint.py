@@ -170,5 +170,5 @@ def list_chunks(directory: Path) -> Iterator[ChunkFile]:
 
 
 def key_hex(key: tuple[int, ...]) -> str:
-    """A cell key (:func:`simstudy.rng.cell_key`) as 32 hex digits, for file names."""
+    """A cell key (:func:`simstudy.engine.rng.cell_key`) as 32 hex digits, for file names."""
     return "".join(f"{k:08x}" for k in key)

@@ -1,26 +1,53 @@
 """What a worker does: run one task (a chunk of replicates of one cell) and return its results as arrays.
 
-Per replicate: its own Generator (:mod:`simstudy.rng`) -> ``dgp.generate`` -> every estimator fits the same
+Per replicate: its own Generator (:mod:`simstudy.engine.rng`) -> ``dgp.generate`` -> every estimator fits the same
 data. A fit that raises or warns is recorded (status, warning count, message) and the chunk goes on.
+
+With a time limit (``run_chunk(..., timeout=seconds)``) a replicate whose generate and fits take longer is
+recorded as failed for every estimator (message ``timed out after N s``) and the chunk goes on. The limit is
+enforced in two ways:
+
+* in the worker, by ``SIGALRM`` (``signal.setitimer``) when the chunk runs in the main thread of its process
+  (loky workers and in-process runs do): Python code, ``time.sleep`` and most blocking calls are
+  interrupted;
+* by the parent, from a *heartbeat* file: before each replicate (or batch) the worker writes the moment by
+  which it must be done and which replicates are to blame if it is not. Code that never returns to Python
+  (a loop in compiled code, blocked signals) is caught there: the parent kills the worker (see
+  :mod:`.dispatch`).
+
+Batched fits (``fit_batch``): a replicate's limit covers its ``generate``, its share of every batch and its
+own fits. A batch gets the time its replicates have left, summed; a batch that runs out (or raises, or warns)
+is refitted one replicate at a time, each within the time its replicate has left (the abandoned batch is
+not charged to them). Results of replicates that finish in time are the same, bit for bit, with or without
+a limit.
 """
 
 from __future__ import annotations
 
+import math
+import os
+import signal
+import struct
+import threading
 import time
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from types import FrameType
 from typing import Any
 
 import numpy as np
 
 from simstudy.estimators.base import STATUSES, Fit
-from simstudy.rng import cell_key, replicate_rng
+from simstudy.engine.rng import cell_key, replicate_rng
 
 #: Status code of a replicate that was not run (a cell the design's filter leaves out).
 NOT_RUN = -1
 FAILED = STATUSES.index("failed")
 VALUES = ("estimate", "se", "ci_lower", "ci_upper", "df")
+#: A heartbeat record: deadline (``time.monotonic()``), first and last replicate to blame, and the
+#: deadline again, negated (a torn read shows as a mismatch).
+_BEAT = struct.Struct("<dqqd")
 
 
 @dataclass(frozen=True)
@@ -58,6 +85,97 @@ class ChunkResult:
         return int(self.status.shape[0])
 
 
+def timed_out_message(timeout: float) -> str:
+    """The message recorded for every estimator of a replicate that ran out of time."""
+    return f"timed out after {timeout:g} s"
+
+
+class _TimedOut(BaseException):
+    """Raised by the alarm in the middle of a replicate that ran out of time (a BaseException, so that
+    ``except Exception`` in a fit does not swallow it)."""
+
+
+class Limit:
+    """The time limit of one chunk's replicates, in the worker: an alarm and a heartbeat file.
+
+    Use as a context manager around the chunk; ``arm(seconds, first, last)`` before a replicate (or a batch
+    of replicates ``first .. last``) and ``disarm()`` after it. With ``timeout=None`` it does nothing.
+
+    Parameters
+    ----------
+    timeout : float, optional
+        Seconds a replicate may take.
+    beat : str, optional
+        Path of the heartbeat file the parent watches.
+    """
+
+    def __init__(self, timeout: float | None = None, beat: str | None = None) -> None:
+        self.timeout = timeout
+        self.beat = beat if timeout is not None else None
+        self.alarm = (timeout is not None and hasattr(signal, "setitimer")
+                      and threading.current_thread() is threading.main_thread())
+        self._armed = False
+        self._fd: int | None = None
+        self._previous: Any = None
+
+    def __enter__(self) -> Limit:
+        if self.alarm:
+            self._previous = signal.signal(signal.SIGALRM, self._ring)
+        if self.beat is not None:
+            self._fd = os.open(self.beat, os.O_WRONLY | os.O_CREAT, 0o600)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.disarm()
+        if self.alarm:
+            signal.signal(signal.SIGALRM, self._previous)
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def _ring(self, signum: int, frame: FrameType | None) -> None:
+        if self._armed:
+            self._armed = False
+            raise _TimedOut
+
+    def _write(self, deadline: float, first: int, last: int) -> None:
+        if self._fd is not None:
+            os.pwrite(self._fd, _BEAT.pack(deadline, first, last, -deadline), 0)
+
+    def arm(self, seconds: float, first: int, last: int) -> None:
+        """Start the clock: ``seconds`` for replicates ``first .. last``; ``_TimedOut`` if none are left."""
+        if self.timeout is None:
+            return
+        if seconds <= 0:
+            raise _TimedOut
+        self._write(time.monotonic() + seconds, first, last)
+        if self.alarm:
+            self._armed = True
+            signal.setitimer(signal.ITIMER_REAL, seconds)
+
+    def disarm(self) -> None:
+        """Stop the clock (the alarm may still ring in here: the caller treats that as running out)."""
+        if self.timeout is None:
+            return
+        if self.alarm:
+            self._armed = False
+            signal.setitimer(signal.ITIMER_REAL, 0)
+        self._write(math.inf, 0, -1)
+
+
+def read_beat(path: str) -> tuple[float, int, int] | None:
+    """A heartbeat file's (deadline, first, last); None if there is none yet, or it was caught mid-write."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(_BEAT.size)
+    except OSError:
+        return None
+    if len(data) < _BEAT.size:
+        return None
+    deadline, first, last, check = _BEAT.unpack(data)
+    return (deadline, first, last) if deadline == -check else None
+
+
 def _with_warnings(fit: Fit, caught: Sequence[warnings.WarningMessage]) -> Fit:
     if not caught:
         return fit
@@ -82,62 +200,131 @@ def safe_fit(estimator: Any, data: Any) -> tuple[Fit, float]:
 
 def safe_fit_batch(estimator: Any, datasets: Sequence[Any]) -> tuple[list[Fit], list[float]]:
     """Fit all replicates with ``estimator.fit_batch``; if it raises or warns, fit them one at a time."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        t0 = time.perf_counter()
-        try:
-            fits = list(estimator.fit_batch(datasets))
-            ok = len(fits) == len(datasets) and all(isinstance(f, Fit) for f in fits)
-        except Exception:
-            ok = False
-        seconds = (time.perf_counter() - t0) / max(len(datasets), 1)
-    if ok and not caught:
-        return fits, [seconds] * len(datasets)
+    batch = _try_batch(estimator, datasets, Limit(), math.inf, (0, 0))
+    if batch is not None:
+        return batch
     pairs = [safe_fit(estimator, d) for d in datasets]
     return [p[0] for p in pairs], [p[1] for p in pairs]
 
 
-def run_chunk(study: Any, task: Task) -> ChunkResult:
-    """Generate and fit replicates ``task.start .. task.stop - 1`` of one cell."""
-    key = cell_key(task.cell)
-    methods = tuple(study.estimators)
-    reps = range(task.start, task.stop)
-    batched = any(callable(getattr(e, "fit_batch", None)) for e in study.estimators.values())
-    fits: dict[str, list[Fit]] = {m: [] for m in methods}
-    secs: dict[str, list[float]] = {m: [] for m in methods}
-    gen_seconds: list[float] = []
-
-    def generate(rep: int) -> Any:
+def _try_batch(estimator: Any, datasets: Sequence[Any], limit: Limit, budget: float, reps: tuple[int, int]
+               ) -> tuple[list[Fit], list[float]] | None:
+    """``estimator.fit_batch(datasets)`` within ``budget`` seconds (for replicates ``reps[0] .. reps[1]``):
+    (fits, seconds per replicate), or None if it ran out of time, raised, warned, or did not return one Fit
+    per dataset (the caller then fits them one at a time)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         t0 = time.perf_counter()
         try:
-            data = study.dgp.generate(replicate_rng(task.seed, key, rep), **task.cell)
+            limit.arm(budget, *reps)
+            try:
+                fits = list(estimator.fit_batch(datasets))
+            finally:
+                limit.disarm()
+            ok = len(fits) == len(datasets) and all(isinstance(f, Fit) for f in fits)
+        except _TimedOut:
+            limit.disarm()
+            ok = False
+        except Exception:
+            ok = False
+        seconds = (time.perf_counter() - t0) / max(len(datasets), 1)
+    return (fits, [seconds] * len(datasets)) if ok and not caught else None
+
+
+def run_chunk(study: Any, task: Task, *, timeout: float | None = None, beat: str | None = None) -> ChunkResult:
+    """Generate and fit replicates ``task.start .. task.stop - 1`` of one cell.
+
+    Parameters
+    ----------
+    study : Study
+        Its ``dgp`` and ``estimators``.
+    task : Task
+        The cell and the replicates.
+    timeout : float, optional
+        Seconds a replicate's generate and fits may take (see the module's notes); a replicate that takes
+        longer is failed for every estimator with message ``timed out after N s``.
+    beat : str, optional
+        With ``timeout``: the heartbeat file the parent watches.
+    """
+    with Limit(timeout, beat) as limit:
+        return _run(study, task, limit)
+
+
+def _run(study: Any, task: Task, limit: Limit) -> ChunkResult:
+    key = cell_key(task.cell)
+    methods = tuple(study.estimators)
+    reps = list(range(task.start, task.stop))
+    n = len(reps)
+    batched = any(callable(getattr(e, "fit_batch", None)) for e in study.estimators.values())
+    fits: dict[str, list[Fit | None]] = {m: [None] * n for m in methods}
+    secs: dict[str, list[float]] = {m: [math.nan] * n for m in methods}
+    gen_seconds = [math.nan] * n
+    timeout = limit.timeout if limit.timeout is not None else math.inf
+    spent = [0.0] * n  # seconds of each replicate's generate and fits so far
+    out = [False] * n  # replicates that ran out of time
+
+    def generate(i: int) -> Any:
+        t0 = time.perf_counter()
+        try:
+            data = study.dgp.generate(replicate_rng(task.seed, key, reps[i]), **task.cell)
         except Exception as exc:
             data = GenerateError(f"generate failed: {type(exc).__name__}: {exc}".splitlines()[0])
-        gen_seconds.append(time.perf_counter() - t0)
+        gen_seconds[i] = spent[i] = time.perf_counter() - t0
         return data
 
-    def record(method: str, fit: Fit, seconds: float) -> None:
-        fits[method].append(fit)
-        secs[method].append(seconds)
+    def fit_one(i: int, m: str, data: Any) -> None:
+        fit, seconds = data.as_fit() if isinstance(data, GenerateError) else safe_fit(study.estimators[m], data)
+        fits[m][i], secs[m][i] = fit, seconds
+        spent[i] += seconds
 
     if batched:
-        datasets = [generate(r) for r in reps]
-        good = [d for d in datasets if not isinstance(d, GenerateError)]
+        datasets: list[Any] = [None] * n
+        for i in range(n):
+            try:
+                limit.arm(timeout, reps[i], reps[i])
+                datasets[i] = generate(i)
+                limit.disarm()
+            except _TimedOut:
+                limit.disarm()
+                out[i] = True
         for m, est in study.estimators.items():
-            if callable(getattr(est, "fit_batch", None)):
-                batch_fits, batch_secs = safe_fit_batch(est, good) if good else ([], [])
-            else:
-                pairs = [safe_fit(est, d) for d in good]
-                batch_fits, batch_secs = [p[0] for p in pairs], [p[1] for p in pairs]
-            it = iter(zip(batch_fits, batch_secs))
-            for d in datasets:
-                record(m, *(d.as_fit() if isinstance(d, GenerateError) else next(it)))
+            live = [i for i in range(n) if not out[i]]
+            good = [i for i in live if not isinstance(datasets[i], GenerateError)]
+            batch = None
+            if good and callable(getattr(est, "fit_batch", None)):
+                budget = sum(max(timeout - spent[i], 0.0) for i in good)
+                batch = _try_batch(est, [datasets[i] for i in good], limit, budget, (reps[good[0]], reps[good[-1]]))
+            if batch is not None:
+                for i, fit, seconds in zip(good, *batch):
+                    fits[m][i], secs[m][i] = fit, seconds
+                    spent[i] += seconds
+            # one at a time: every replicate without a batch (or whose batch failed), else the failed generates
+            for i in live if batch is None else [i for i in live if isinstance(datasets[i], GenerateError)]:
+                try:
+                    limit.arm(timeout - spent[i], reps[i], reps[i])
+                    fit_one(i, m, datasets[i])
+                    limit.disarm()
+                except _TimedOut:
+                    limit.disarm()
+                    out[i] = True
     else:
-        for r in reps:
-            data = generate(r)
-            for m, est in study.estimators.items():
-                record(m, *(data.as_fit() if isinstance(data, GenerateError) else safe_fit(est, data)))
-    return _to_arrays(task, methods, fits, secs, gen_seconds)
+        for i in range(n):
+            try:
+                limit.arm(timeout, reps[i], reps[i])
+                data = generate(i)
+                for m in methods:
+                    fit_one(i, m, data)
+                limit.disarm()
+            except _TimedOut:
+                limit.disarm()
+                out[i] = True
+    if any(out):
+        failed = Fit.failed(timed_out_message(timeout))
+        for i in (i for i in range(n) if out[i]):
+            gen_seconds[i] = math.nan
+            for m in methods:
+                fits[m][i], secs[m][i] = failed, math.nan
+    return _to_arrays(task, methods, fits, secs, gen_seconds)  # type: ignore[arg-type]
 
 
 class GenerateError:

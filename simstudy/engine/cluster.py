@@ -1,12 +1,14 @@
-"""Where the chunks run: joblib's loky processes on this machine, or a Dask distributed cluster.
+"""Where the chunks run: loky worker processes on this machine, or a Dask distributed cluster.
 
-``backend="dask"`` runs the same tasks through joblib's dask backend on a cluster: an existing scheduler
-(``tcp://HOST:PORT``) or a LocalCluster started here (``local:N``, N worker processes with one thread
-each). Dask reschedules the tasks of a worker that dies on the other workers.
+``backend="loky"`` starts at most one worker per usable core and per task (:func:`cap_jobs`);
+``in_process`` runs the tasks in this process instead. ``backend="dask"`` sends the same tasks to a cluster:
+an existing scheduler (``tcp://HOST:PORT``) or a LocalCluster started here (``local:N``, N worker processes
+with one thread each). Dask reschedules the tasks of a worker that dies on the other workers.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,31 +26,62 @@ def parse_shard(text: str) -> tuple[int, int]:
     return int(m[1]), int(m[2])
 
 
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where there is one, else all)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # pragma: no cover - no affinity mask (macOS, Windows)
+        return max(1, os.cpu_count() or 1)
+
+
+def cap_jobs(jobs: int, n_tasks: int, cores: int | None = None) -> tuple[int, str]:
+    """Worker processes worth starting for ``n_tasks`` tasks: at most one per usable core and per task.
+
+    Returns
+    -------
+    (n, why) : int, str
+        ``n`` workers; ``why`` says what capped them (empty if nothing did).
+    """
+    cores = usable_cores() if cores is None else cores
+    n = max(1, min(jobs, cores, n_tasks))
+    if n == jobs:
+        return n, ""
+    if n == cores and cores < n_tasks:
+        return n, f"{cores} CPU core{'s' * (cores != 1)} usable"
+    return n, f"{n_tasks} task{'s' * (n_tasks != 1)} to run"
+
+
 @dataclass(frozen=True)
 class Workers:
-    """Where a run's tasks go: ``n`` parallel workers; ``client`` a Dask client for the dask backend."""
+    """Where a run's tasks go: ``n`` parallel workers; ``client`` a Dask client for the dask backend;
+    ``in_process``: in this process (loky backend only)."""
 
     backend: str
     n: int
     client: Any = None
     scheduler: str = ""
+    in_process: bool = False
 
     def describe(self) -> dict[str, Any]:
         """What really ran, for provenance."""
         if self.backend == "dask":
             return {"backend": "dask", "workers": self.n, "scheduler": self.scheduler}
-        return {"backend": "in-process" if self.n == 1 else "loky", "workers": self.n}
+        return {"backend": "in-process" if self.in_process else "loky", "workers": self.n}
 
 
 @contextmanager
-def workers(backend: str, jobs: int, scheduler: str | None = None) -> Iterator[Workers]:
-    """Set up the backend for the duration of a run; yields where the tasks go."""
+def workers(backend: str, jobs: int, scheduler: str | None = None, *, in_process: bool = False
+            ) -> Iterator[Workers]:
+    """Set up the backend for the duration of a run; yields where the tasks go (``in_process``: this
+    process, one task at a time)."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
+    if in_process and backend != "loky":
+        raise ValueError("--in-process goes with --backend loky")
     if backend == "loky":
         if scheduler:
             raise ValueError("--scheduler goes with --backend dask")
-        yield Workers("loky", jobs)
+        yield Workers("loky", 1 if in_process else jobs, in_process=in_process)
         return
     try:
         from distributed import Client, LocalCluster

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from simstudy.rng import _canonical
+from simstudy.engine.rng import _canonical
 
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 
@@ -31,7 +31,7 @@ _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 _PACKAGE = Path(__file__).resolve().parent.parent
 #: simstudy modules whose code decides a replicate's numbers whatever the DGP and estimators: seeding, the
 #: per-replicate loop and the formula builder.
-_CORE = ("rng.py", "engine/rng.py", "engine/chunk.py", "formula.py", "estimators/formula.py")
+_CORE = ("engine/rng.py", "engine/chunk.py", "estimators/formula.py")
 
 
 def source_digest(source: str) -> str:

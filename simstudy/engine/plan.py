@@ -21,7 +21,7 @@ from simstudy.design import cell_label
 from simstudy.engine.checkpoint import ChunkFile, CorruptChunk, key_hex, list_chunks, read_chunk
 from simstudy.engine.chunk import ChunkResult, Task
 from simstudy.engine.fingerprint import cell_fingerprint, study_parts
-from simstudy.rng import cell_key
+from simstudy.engine.rng import cell_key
 
 
 @dataclass

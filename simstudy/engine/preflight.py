@@ -17,8 +17,8 @@ import pandas as pd
 
 from simstudy.design import cell_label
 from simstudy.engine.chunk import safe_fit
-from simstudy.formula import Formula
-from simstudy.rng import cell_key, replicate_rng
+from simstudy.estimators.formula import Formula
+from simstudy.engine.rng import cell_key, replicate_rng
 
 
 def check_data(data: Any, cell: Mapping[str, Any]) -> None:
@@ -55,12 +55,13 @@ def check_estimator(method: str, estimator: Any, data: Any) -> None:
                                  f"(columns: {', '.join(map(str, data.keys()))})")
 
 
-def preflight(study: Any, cell: Mapping[str, Any], seed: int) -> float:
+def preflight(study: Any, cell: Mapping[str, Any], seed: int) -> tuple[float, dict[str, tuple[str, ...]]]:
     """Generate replicate 1 of ``cell``, check it and every estimator's columns against it, fit it once,
     and check that the estimators' parameter names and the cell's true values match
     (:meth:`simstudy.study.Study.check_estimands`).
 
-    Returns the seconds that replicate took (generate and every fit), to size the tasks.
+    Returns the seconds that replicate took (generate and every fit), to size the tasks, and the
+    parameter names each estimator reported.
     """
     key = cell_key(cell)
     t0 = time.perf_counter()
@@ -87,7 +88,7 @@ def preflight(study: Any, cell: Mapping[str, Any], seed: int) -> float:
     check = getattr(study, "check_estimands", None)
     if check is not None:
         check(params, cell)
-    return seconds
+    return seconds, params
 
 
 #: Further replicates tried to learn the parameter names of an estimator whose first fit failed.

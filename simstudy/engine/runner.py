@@ -12,6 +12,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -30,13 +31,13 @@ from simstudy import __version__
 from simstudy.engine.assemble import estimates_dataset, summary_dataset
 from simstudy.engine.checkpoint import ChunkFile, write_chunk
 from simstudy.engine.chunk import ChunkResult, Task
-from simstudy.engine.cluster import workers
-from simstudy.engine.dispatch import execute
+from simstudy.engine.cluster import cap_jobs, workers
+from simstudy.engine.dispatch import DASK_TIMEOUT, arrived, execute
 from simstudy.engine.fingerprint import label
 from simstudy.engine.lock import RunLock
 from simstudy.engine.plan import Plan
 from simstudy.engine.preflight import preflight
-from simstudy.engine.progress import Progress
+from simstudy.engine.progress import Interrupted, Progress, StopRequest
 from simstudy.engine.store import atomic_path, read_json, write_json, write_netcdf
 from simstudy.estimators.base import STATUSES
 from simstudy.study import Study, check_reps, check_seed, file_hash, load_study
@@ -59,7 +60,9 @@ class RunConfig:
     reps, seed : int, optional
         Override the study's replicates per cell and master seed.
     jobs : int, optional
-        Worker processes (default: all cores); 1 runs in this process.
+        Worker processes (default: all cores; never more than the usable cores or the tasks). 1 is one worker
+        process too (see ``in_process``). With ``dask``: the size of the local cluster when there is no
+        ``scheduler``; tasks then go to every worker of the cluster.
     chunk_size : int, optional
         Replicates per task (default: about 2 s of work, at least 4 tasks per worker).
     out : Path, optional
@@ -84,6 +87,12 @@ class RunConfig:
         Compute nothing: assemble the results if every chunk is there, else say which are missing.
     command : str
         The command line, for provenance.
+    timeout : float, optional
+        Seconds a replicate's generate and fits may take; one that takes longer is recorded as failed for
+        every estimator ("timed out after N s") and the run goes on (not with ``backend="dask"``).
+    in_process : bool
+        Run the tasks in this process, one at a time, instead of in worker processes (for debugging: a
+        crash then ends the run, and only hangs in Python code are stopped by ``timeout``).
     """
 
     reps: int | None = None
@@ -100,6 +109,25 @@ class RunConfig:
     shard: tuple[int, int] | None = None
     merge: bool = False
     command: str = ""
+    timeout: float | None = None
+    in_process: bool = False
+    #: Compute nothing: assemble the replicates there are (others ``not_run``), as the power search does.
+    partial: bool = False
+    #: Write ``estimates.nc``, ``summary.nc`` and a complete ``study.json`` (False: compute the missing
+    #: chunks and return ``(estimates, None)`` without writing outputs; the power search's looks).
+    write: bool = True
+
+    def __post_init__(self) -> None:
+        if self.retries < 0:
+            raise ValueError(f"retries must be 0 or more, got {self.retries}")
+        if self.timeout is not None:
+            if not (self.timeout > 0 and np.isfinite(self.timeout)):
+                raise ValueError(f"timeout must be a positive number of seconds, got {self.timeout}")
+            if self.backend == "dask":
+                raise ValueError(DASK_TIMEOUT)
+        if self.in_process and (self.backend != "loky" or (self.jobs or 1) > 1):
+            raise ValueError("--in-process runs one task at a time in this process: not with --jobs above 1 "
+                             "or --backend dask")
 
 
 def default_chunk_size(n_cells: int, reps: int, jobs: int, seconds_per_rep: float = 0.01) -> int:
@@ -239,6 +267,36 @@ def _check_same_study(out: Path, name: str) -> None:
             raise ValueError(f"{str(out)!r} holds results of study {previous!r}, not {name!r}; choose another --out")
 
 
+def _write_output(ds: xr.Dataset, out: Path, name: str) -> None:
+    """Write one output file; a failure (a full disk, say) becomes one line saying the checkpoints are safe."""
+    try:
+        write_netcdf(ds, out / name)
+    except (OSError, RuntimeError) as exc:
+        free = shutil.disk_usage(out).free
+        reason = "the disk is full" if free < 64 * 2**20 or getattr(exc, "errno", None) == 28 else \
+            f"{type(exc).__name__}: {exc}".splitlines()[0]
+        raise ValueError(f"could not write {out / name} ({reason}); every finished chunk is safe in {out / 'chunks'}: "
+                         f"free some space, then `simstudy resume {out}` writes the outputs") from None
+
+
+#: Bytes per replicate, estimator and parameter in the assembled estimates (five float64 values, a flag),
+#: and per replicate and estimator (status, warnings, seconds, a message of ~100 characters).
+_BYTES_PER_VALUE, _BYTES_PER_FIT = 41, 420
+
+
+def check_memory(n_cells: int, reps: int, n_estimators: int, n_params: int) -> None:
+    """Refuse up front a run whose assembled results would not fit in this machine's memory."""
+    need = n_cells * reps * n_estimators * (max(n_params, 1) * _BYTES_PER_VALUE + _BYTES_PER_FIT)
+    try:
+        have = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError):  # pragma: no cover - not Linux
+        return
+    if need > 0.8 * have:
+        raise ValueError(f"{n_cells} cells x {reps} replicates x {n_estimators} estimators x {n_params} parameters "
+                         f"need about {need / 2**30:.1f} GiB to assemble, and this machine has {have / 2**30:.1f} "
+                         "GiB; use fewer replicates or split the study")
+
+
 def check_complete(out: Path, *, estimates: bool = True) -> dict[str, Any]:
     """The run's ``study.json`` if ``out`` holds a finished, consistent run; else ``ValueError`` saying
     what is wrong and which command completes it.
@@ -297,7 +355,8 @@ def run_study(study: Study, config: RunConfig = RunConfig(), *, study_file: Path
     cells = study.validate()
     nominal_level(study)
     truths = [study.truths(c) for c in cells]
-    seconds_per_rep = preflight(study, cells[0], seed)
+    seconds_per_rep, params = preflight(study, cells[0], seed)
+    check_memory(len(cells), reps, len(study.estimators), len({p for ps in params.values() for p in ps}))
     out = config.out if config.out is not None else Path("results") / study.name
     _check_out(out)
     _check_writable(out)
@@ -320,7 +379,8 @@ def run_study(study: Study, config: RunConfig = RunConfig(), *, study_file: Path
             "format": RUN_FORMAT, "name": study.name, "design": study.design.to_dict(), "dgp": label(study.dgp),
             "estimators": {m: label(e) for m, e in study.estimators.items()},
             "description": dict(study.description), "show": list(study.show), "reference": study.reference,
-            "unscored": list(study.unscored), "labels": dict(study.labels),
+            "unscored": list(study.unscored), "labels": dict(study.labels), "nulls": dict(study.nulls),
+            "alpha": study.alpha,
             "run": {"reps": reps, "seed": seed, "chunk_size": chunk, "max_failure_rate": config.max_failure_rate,
                     "study_file": str(study_file.resolve()) if study_file else None, "complete": False,
                     "run_id": uuid.uuid4().hex},
@@ -333,7 +393,9 @@ def run_study(study: Study, config: RunConfig = RunConfig(), *, study_file: Path
                     shutil.copyfile(study_file, tmp)
             write_json(meta | {"provenance": info}, out / "study.json")
 
-        if config.merge:
+        if config.partial:
+            stopped, elapsed, ran = [], 0.0, {}
+        elif config.merge:
             missing = plan.missing(chunk)
             if missing:
                 raise ValueError(f"cannot merge: {len(missing)} cell(s) are incomplete; " + "; ".join(missing[:3])
@@ -344,15 +406,17 @@ def run_study(study: Study, config: RunConfig = RunConfig(), *, study_file: Path
         if config.shard:
             return None
         estimates = estimates_dataset(study.design.factors, cells, truths, list(study.estimators), reps,
-                                      plan.results(), params=plan.params())
-        summary = summary_dataset(estimates, ref=study.reference, level=nominal_level(study))
+                                      plan.results(), params=plan.params(), nulls=study.nulls)
+        if not config.write:
+            return estimates, None
+        summary = summary_dataset(estimates, ref=study.reference, level=nominal_level(study), alpha=study.alpha)
         info |= {"finished": datetime.now(timezone.utc).isoformat(), "seconds": round(elapsed, 3), "executed": ran,
                  "stopped_early": [cells[i] for i in stopped]}
         meta["run"]["complete"] = True
         for ds in (estimates, summary):
             ds.attrs.update(meta | {"provenance": info})
-        write_netcdf(estimates, out / "estimates.nc")
-        write_netcdf(summary, out / "summary.nc")
+        for name, ds in (("estimates.nc", estimates), ("summary.nc", summary)):
+            _write_output(ds, out, name)
         write_json(meta | {"provenance": info}, out / "study.json")
     return estimates, summary
 
@@ -361,7 +425,12 @@ def _compute(study: Study, plan: Plan, config: RunConfig, chunk: int, jobs: int,
              started: Callable[[], None]) -> tuple[list[int], float, dict[str, Any]]:
     """Run the missing tasks, writing each chunk as it arrives; returns the cells stopped early, the
     seconds it took and where the tasks really ran (empty when every chunk was already there).
-    ``started()`` is called once the workers are up, before the first task."""
+    ``started()`` is called once the workers are up, before the first task.
+
+    With the loky backend no more workers are started than there are usable cores and tasks (an explicit
+    ``jobs`` above that gets a one-line notice). Ctrl-C or SIGTERM saves the chunks that have arrived,
+    then raises :class:`~simstudy.engine.progress.Interrupted` saying how many replicates are saved.
+    """
     budget = FailureBudget(len(plan.cells), len(study.estimators), config.max_failure_rate)
     for result in plan.results():
         budget.add(result)
@@ -371,18 +440,43 @@ def _compute(study: Study, plan: Plan, config: RunConfig, chunk: int, jobs: int,
     progress.update(plan.done() if not config.shard else 0)
     t0 = time.perf_counter()
     ran: dict[str, Any] = {}
-    if tasks:
-        with workers(config.backend, jobs, config.scheduler) as pool:
-            ran = pool.describe()
-            started()
-            for result in execute(study, tasks, pool.n, backend=config.backend, retries=config.retries,
-                                  skip=budget.skip, client=pool.client):
-                key = plan.keys[result.cell_index]
-                path = write_chunk(plan.out, key, plan.fingerprints[result.cell_index], result)
-                plan.record(ChunkFile(path, key, result.start, result.start + result.n), result.cell_index)
-                budget.add(result)
-                progress.update(result.n)
-    progress.close()
+    if tasks and config.backend == "loky" and not config.in_process:
+        jobs, why = cap_jobs(jobs, len(tasks))
+        if why and config.jobs is not None:  # asked for explicitly: say so, even with --quiet
+            print(f"simstudy: --jobs {config.jobs} capped to {jobs} ({why})", file=sys.stderr)
+
+    def save(result: ChunkResult) -> None:
+        key = plan.keys[result.cell_index]
+        path = write_chunk(plan.out, key, plan.fingerprints[result.cell_index], result)
+        plan.record(ChunkFile(path, key, result.start, result.start + result.n), result.cell_index)
+        budget.add(result)
+        progress.update(result.n)
+
+    try:
+        if tasks:
+            with workers(config.backend, jobs, config.scheduler, in_process=config.in_process) as pool, \
+                    StopRequest() as stop:
+                ran = pool.describe()
+                results = execute(study, tasks, pool.n, backend=config.backend, retries=config.retries,
+                                  skip=budget.skip, client=pool.client, timeout=config.timeout,
+                                  in_process=config.in_process, stop=stop)
+                started()
+                try:
+                    for result in results:
+                        save(result)
+                except KeyboardInterrupt as exc:  # save what has arrived, then stop
+                    try:
+                        for result in arrived(results, exc):
+                            save(result)
+                    except KeyboardInterrupt:  # asked again: stop now
+                        pass
+                    hint = "rerunning the shard continues" if config.shard else \
+                        f"`simstudy resume {plan.out}` continues"
+                    raise Interrupted(getattr(exc, "signum", signal.SIGINT), plan.done(), hint) from None
+                finally:
+                    results.close()
+    finally:
+        progress.close()
     return sorted(budget.stopped), time.perf_counter() - t0, ran
 
 

@@ -8,7 +8,7 @@ sufficient statistics, handles the edge cases, and returns :class:`~simstudy.est
 Nested model (``groups=["centre", "rep"]``): only nested factors are fitted. Rep ids must be unique across
 centres unless ``nested_ids="within"`` declares them numbered within centres; ids that repeat across
 centres are otherwise refused (failed fit, one-line message), because crossed factors (the same item seen
-by every subject) look the same. See :class:`FastMixedLM` and :func:`simstudy.formula.nest_codes`.
+by every subject) look the same. See :class:`FastMixedLM` and :func:`simstudy.estimators.formula.nest_codes`.
 
 Reported per fit: fixed effects with SEs from ``s2 (X' H^-1 X)^-1`` at the optimum (as lme4 and
 statsmodels report), Wald intervals (z, or t with ``df_method``), variance components ``var(<group>)`` and
@@ -73,7 +73,7 @@ from simstudy.estimators import reml as ri
 from simstudy.estimators import reml_nested as nested
 from simstudy.estimators import reml_slope as slope_engine
 from simstudy.estimators.base import Fit
-from simstudy.formula import NESTED_IDS, Formula, group_codes, nest_codes
+from simstudy.estimators.formula import NESTED_IDS, Formula, group_codes, nest_codes
 from simstudy.types import Data
 
 DF_METHODS = (None, "between-within", "satterthwaite")
@@ -91,7 +91,7 @@ class FastMixedLM:
     Parameters
     ----------
     formula : str
-        Fixed effects, e.g. ``"score ~ hs_gpa + C(method)"`` (see :class:`simstudy.formula.Formula`).
+        Fixed effects, e.g. ``"score ~ hs_gpa + C(method)"`` (see :class:`simstudy.estimators.formula.Formula`).
     groups : str or sequence of two str
         ``"g"``: random intercept per level of ``g``. ``["centre", "rep"]``: nested random intercepts, reps
         within centres (how rep ids are read: ``nested_ids``). Crossed grouping factors (the same item seen
@@ -115,7 +115,7 @@ class FastMixedLM:
         ``(1 | centre/rep)``). With either, a fit also fails when every inner unit is a single observation
         (its variance is confounded with the residual one: a crossed design with one observation per cell
         declared ``"within"`` looks like that) or every outer group has a single inner unit. See
-        :func:`simstudy.formula.nest_codes`.
+        :func:`simstudy.estimators.formula.nest_codes`.
 
     Examples
     --------

@@ -11,7 +11,7 @@ Nested ids and crossed factors
 Only nested grouping factors are fitted; crossed ones (the same item seen by every subject) are not
 supported, and the data cannot always tell them apart from nested ids numbered within the level above
 (rep ``1`` of centre ``a`` and rep ``1`` of centre ``b``): both have labels that repeat across the groups
-above. So the ids are read as ``nested_ids`` says (:func:`simstudy.formula.nest_codes`):
+above. So the ids are read as ``nested_ids`` says (:func:`simstudy.estimators.formula.nest_codes`):
 
 - ``"unique"`` (default): a lower-level id names one unit, and each id must occur under one unit of the
   level above only (e.g. ``rep = centre * 1000 + r``). An id that occurs under two or more makes the fit
@@ -25,7 +25,7 @@ looks like this) or every unit of the level above holds a single unit of it (the
 confounded).
 
 The model is built with statsmodels' array interface (``sm.MixedLM(endog, exog, groups, exog_re,
-exog_vc)``) from arrays that :class:`simstudy.formula.Formula` builds; the formula interface costs
+exog_vc)``) from arrays that :class:`simstudy.estimators.formula.Formula` builds; the formula interface costs
 7-20 ms a call. Note the statsmodels pitfall this avoids: with ``vc_formula`` and no ``re_formula``,
 statsmodels' formula interface fits *no* random intercept for the top-level groups (it only adds one by
 default when there are no variance components), so the centre variance is silently folded into the rep
@@ -104,7 +104,7 @@ from statsmodels.regression.mixed_linear_model import VCSpec
 from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
 from simstudy.estimators.base import Fit
-from simstudy.formula import NESTED_IDS, Formula, _levels_codes, group_codes, nest_codes
+from simstudy.estimators.formula import NESTED_IDS, Formula, _levels_codes, group_codes, nest_codes
 from simstudy.types import Data
 
 __all__ = ["StatsmodelsMixedLM"]

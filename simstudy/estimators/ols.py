@@ -44,7 +44,7 @@ from scipy.linalg import lapack
 from scipy.special import stdtrit
 
 from simstudy.estimators.base import Fit
-from simstudy.formula import Formula, _levels_codes, group_codes
+from simstudy.estimators.formula import Formula, _levels_codes, group_codes
 from simstudy.types import Data
 
 __all__ = ["OLS"]

@@ -199,8 +199,9 @@ def fit_slope(S: SlopeStats, reml: bool = True, ri_theta: float | None = None) -
     P = _Problem(S, reml)
     sc = _scales(S)
     t0 = np.sqrt(ri_theta) if ri_theta is not None and ri_theta > 0 else 0.5
-    starts = [np.array([1.0, 0.0, 1.0])] + _grid_starts(S, reml) + [np.array([t0, 0.0, 0.3 * sc[1]])]
-    lam = _search(P, starts)
+    grid, face = _grid_starts(S, reml)
+    lam = _search(P, grid[:1] + [np.array([1.0, 0.0, 1.0])] + grid[1:],
+                  optional=[np.array([t0, 0.0, 0.3 * sc[1]])], face=face)
     ok, why, extra = certify_slope(S, reml, lam)
     if not ok:
         retry = extra + [lam + 0.05 * np.array([sc[0], 0.0, sc[1]]), np.array([1.0, 0.5, 1.0]),
@@ -313,10 +314,21 @@ def _best(P: _Problem, cands: list[np.ndarray]) -> np.ndarray:
     return T[max(near, key=lambda i: (zeros[i], -f[i]))]
 
 
-def _search(P: _Problem, starts: list[np.ndarray], also: list[np.ndarray] = ()) -> np.ndarray:
-    """Newton from every start, the best candidate (with ``also``) polished, in lme4's form."""
+def _search(P: _Problem, starts: list[np.ndarray], also: list[np.ndarray] = (),
+            optional: list[np.ndarray] = (), face: list[np.ndarray] = ()) -> np.ndarray:
+    """Newton from every start, and from the ``optional`` ones unless two runs already agree (criterion
+    within 1e-10 relative); Newton among the rank-1 matrices (``l22 = 0``) from the ``face`` starts; the
+    best candidate (with ``also``) polished, in lme4's form."""
     cands = list(also)
+    for x0 in face:
+        cands += _canonical(_newton(P, x0, free=np.array([0, 1]), max_iter=30))
+    ends = []
     for x0 in starts:
+        c = _canonical(_newton(P, x0))
+        ends.append(float(P.crit(c[0])[0]))
+        cands += c
+    agree = len(ends) >= 2 and abs(ends[0] - ends[1]) <= 1e-10 * max(1.0, abs(ends[0]))
+    for x0 in () if agree else optional:
         cands += _canonical(_newton(P, x0))
     return _polish(P, _best(P, cands))
 
@@ -378,34 +390,74 @@ def _polish_psi(P: _Problem, lam: np.ndarray, max_iter: int = 10) -> np.ndarray:
     return lam_of(x)
 
 
-#: Multiples of the natural scales (:func:`_scales`) on which :func:`_grid_starts` scans the criterion.
-_GRID_DIAG = np.array([0.0, 0.1, 0.3, 1.0, 3.0, 10.0, 50.0])
-_GRID_OFF = np.array([-10.0, -5.0, -2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0, 5.0, 10.0])
+#: Multiples of the natural scales (:func:`_scales`) on which :func:`_grid_starts` scans the criterion:
+#: (diagonal, off-diagonal) of the fine grid (539 points) and of the coarse one (48 points).
+_GRID_FINE = (np.array([0.0, 0.1, 0.3, 1.0, 3.0, 10.0, 50.0]),
+              np.array([-10.0, -5.0, -2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0, 5.0, 10.0]))
+_GRID_COARSE = (np.array([0.0, 0.3, 3.0, 30.0]), np.array([-3.0, 0.0, 3.0]))
+#: Largest (grid points) x (groups) for the fine grid: its cost grows with the groups, while several
+#: local minima far apart are a small-design problem.
+_GRID_BUDGET = 20_000
 
 
-def _grid_starts(S: SlopeStats, reml: bool, k: int = 3) -> list[np.ndarray]:
-    """Up to ``k`` local minima of the criterion on a coarse grid of lme4's theta (natural scales times
-    ``_GRID_DIAG`` for ``l11, l22`` and ``_GRID_OFF`` for ``l21``; 539 points, one vectorised evaluation),
+def _grid_starts(S: SlopeStats, reml: bool, k: int = 3) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Up to ``k`` local minima of the criterion on a grid of lme4's theta (natural scales times the
+    diagonal multiples for ``l11, l22`` and the off-diagonal ones for ``l21``: ``_GRID_FINE``, or
+    ``_GRID_COARSE`` when points x groups would exceed ``_GRID_BUDGET``; one vectorised evaluation),
     lowest first: starts in the right basins when the criterion has several local minima (small designs,
     x on an unusual scale). A grid point is a local minimum when no neighbour (one step along each axis,
-    diagonals included) is lower."""
+    diagonals included) is lower. Also returned: up to two local minima of a polar grid of the rank-1 face
+    (``_FACE_PHI`` x ``_FACE_R``, within the same budget), starts for Newton among the rank-1 matrices."""
     sc = _scales(S)
-    axes = (_GRID_DIAG * sc[0], _GRID_OFF * sc[1], _GRID_DIAG * sc[1])
+    diag, off = _GRID_FINE
+    if diag.size**2 * off.size * S.Q.shape[0] > _GRID_BUDGET:
+        diag, off = _GRID_COARSE
+    axes = (diag * sc[0], off * sc[1], diag * sc[1])
     grids = np.meshgrid(*axes, indexing="ij")
     pts = np.stack([a.ravel() for a in grids], axis=1)
     f = evaluate_slope(pts, S, reml, deriv=False)["crit"]
     f = np.where(np.isfinite(f), f, np.inf).reshape(grids[0].shape)
-    pad = np.pad(f, 1, constant_values=np.inf)
+    cand = _lowest(pts, f, _local_minima(np.pad(f, 1, constant_values=np.inf)), k)
+    face = []
+    # the rank-1 face v v', v = r (cos phi sc_0, sin phi sc_1), on a polar grid: with the slope and the
+    # intercept (nearly) perfectly correlated the optimum lies in a valley a few degrees wide that the
+    # grid above misses. phi wraps with period pi (v and -v give the same Psi)
+    if _FACE_PHI.size * _FACE_R.size * S.Q.shape[0] <= _GRID_BUDGET:
+        ph, r = np.meshgrid(_FACE_PHI, _FACE_R, indexing="ij")
+        a, b = r * np.cos(ph) * sc[0], r * np.sin(ph) * sc[1]
+        fpts = np.stack([np.abs(a), np.where(a < 0, -b, b), np.zeros_like(a)], axis=-1).reshape(-1, 3)
+        ff = evaluate_slope(fpts, S, reml, deriv=False)["crit"]
+        ff = np.where(np.isfinite(ff), ff, np.inf).reshape(ph.shape)
+        wrapped = np.pad(np.concatenate([ff[-1:], ff, ff[:1]])[..., None], ((0, 0), (1, 1), (1, 1)),
+                         constant_values=np.inf)
+        face = _lowest(fpts, ff, _local_minima(wrapped)[..., 0], 2)
+    return [c[1] for c in cand] or [np.array([1.0, 0.0, 1.0])], [c[1] for c in face]
+
+
+#: The polar grid of the rank-1 face (:func:`_grid_starts`): angles and radii (natural scales).
+_FACE_PHI = np.arange(36) * np.pi / 36
+_FACE_R = np.array([0.1, 0.3, 1.0, 3.0, 10.0, 30.0])
+
+
+def _lowest(pts: np.ndarray, f: np.ndarray, mask: np.ndarray, k: int) -> list[tuple[float, np.ndarray]]:
+    """The ``k`` lowest ``(f, point)`` among the finite points where ``mask``."""
+    idx = np.flatnonzero(mask.ravel() & np.isfinite(f.ravel()))
+    return [(float(f.ravel()[i]), pts[i]) for i in idx[np.argsort(f.ravel()[idx], kind="stable")][:k]]
+
+
+def _local_minima(padded: np.ndarray) -> np.ndarray:
+    """Boolean mask of the interior points of the padded 3-D array not above any neighbour (one step along
+    each axis, diagonals included); the padding (one layer) holds the neighbours of the border points."""
+    inner = tuple(slice(1, n - 1) for n in padded.shape)
+    f = padded[inner]
     local = np.ones(f.shape, dtype=bool)
     for di in (-1, 0, 1):
         for dj in (-1, 0, 1):
             for dk in (-1, 0, 1):
                 if di or dj or dk:
                     a, b, c = (slice(1 + d, n + 1 + d) for d, n in zip((di, dj, dk), f.shape))
-                    local &= f <= pad[a, b, c]
-    idx = np.flatnonzero(local.ravel() & np.isfinite(f.ravel()))
-    idx = idx[np.argsort(f.ravel()[idx], kind="stable")][:k]
-    return [pts[i] for i in idx] or [np.array([1.0, 0.0, 1.0])]
+                    local &= f <= padded[a, b, c]
+    return local
 
 
 def _scales(S: SlopeStats) -> np.ndarray:

@@ -96,16 +96,46 @@ def format_run(summary: xr.Dataset, out: object) -> str:
     return "\n".join(lines)
 
 
-def show_run(out: Path) -> str:
+def run_warnings(summary: xr.Dataset) -> list[str]:
+    """Lines to print after a run: cells where some estimator failed on every replicate (a factor value
+    the DGP or an estimator cannot handle, say), with the first failure's message."""
+    if "n_fit_failed" not in summary or "first_failure" not in summary:
+        return []
+    failed = (summary["n_valid"].max("param") == 0) & (summary["n_rep"].max("param") > 0)
+    cells = failed.any("estimator")
+    if not bool(cells.any()):
+        return []
+    factors = [d for d in cells.dims]
+    stacked = failed.stack(_cell=factors) if factors else failed.expand_dims("_cell")
+    first = next(i for i in range(stacked.sizes["_cell"]) if bool(stacked.isel(_cell=i).any()))
+    one = stacked.isel(_cell=first)
+    estimator = str(one["estimator"].values[int(np.argmax(one.values))])
+    where = {d: one.coords[d].values.item() for d in factors}
+    sel = {**where, "estimator": estimator}
+    message = str(summary["first_failure"].sel(sel).values)
+    total = int(np.prod([summary.sizes[d] for d in factors])) if factors else 1
+    return [f"every replicate failed in {int(cells.sum())} of {total} cells for some estimator, e.g. "
+            f"{cell_label(where) or 'the only cell'}, {estimator}: {message or 'no message'}"]
+
+
+def show_run(out: Path, measures: Sequence[str] = COMPACT, params: Sequence[str] | None = None) -> str:
     """The compact summary table of a finished run in ``out`` (``simstudy show``); ``ValueError`` for an
-    unfinished or inconsistent run, naming the command that completes it."""
+    unfinished or inconsistent run, naming the command that completes it, or an unknown measure."""
     from simstudy.engine.runner import check_complete
 
     if not out.is_dir():
         raise ValueError(f"{str(out)!r} is not a run's output directory")
     check_complete(out)
     summary = read_netcdf(out / "summary.nc")
-    return format_compact(summary, params=json_attr(summary, "show", []) or None)
+    unknown = [m for m in measures if m not in summary or f"{m}_mcse" not in summary]
+    if unknown:
+        have = [m for m in summary.data_vars if f"{m}_mcse" in summary]
+        raise ValueError(f"unknown measure {unknown[0]!r}; choose from {', '.join(have)}")
+    missing = [p for p in params or () if p not in summary.coords["param"].values]
+    if missing:
+        raise ValueError(f"unknown parameter {missing[0]!r}; choose from "
+                         f"{', '.join(map(str, summary.coords['param'].values))}")
+    return format_compact(summary, measures=measures, params=params or json_attr(summary, "show", []) or None)
 
 
 def row_kind(s: xr.Dataset) -> str:

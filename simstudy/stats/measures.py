@@ -19,6 +19,8 @@ import numpy as np
 import xarray as xr
 from scipy import stats
 
+from simstudy.stats.power import clopper_pearson
+
 Pair = tuple[np.ndarray, np.ndarray]
 
 #: Every measure :func:`summarize` reports, in display order.
@@ -191,6 +193,33 @@ def be_coverage(estimate: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> P
     return coverage(lower, upper, centre)
 
 
+def wald_pvalue(estimate: np.ndarray, se: np.ndarray, df: np.ndarray | None = None, null: np.ndarray | float = 0.0,
+                z: np.ndarray | bool = False) -> np.ndarray:
+    """Two-sided p-value of ``(estimate - null) / se`` from the fit's own reference distribution.
+
+    t with ``df`` where ``df`` is finite and positive; normal where ``df`` is ``+inf`` or where ``z`` is
+    True (a fit that used a z interval reports df NaN); NaN otherwise (a fit whose df could not be
+    computed has no test, never a silent z test).
+    """
+    est, s = np.asarray(estimate, dtype=float), np.asarray(se, dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        stat = np.abs(est - np.asarray(null, dtype=float)) / s
+        if df is None:
+            return 2 * stats.norm.sf(stat)
+        d = np.asarray(df, dtype=float)
+        finite = np.isfinite(d) & (d > 0)
+        p_t = 2 * stats.t.sf(stat, np.where(finite, d, 1.0))
+        p_z = 2 * stats.norm.sf(stat)
+    use_z = (d == np.inf) | (np.isnan(d) & np.asarray(z, dtype=bool))
+    return np.where(finite, p_t, np.where(use_z, p_z, np.nan))
+
+
+def rejections(pvalue: np.ndarray, alpha: float = 0.05) -> Pair:
+    """Share of replicates with a p-value below ``alpha`` (among those with a p-value); binomial MCSE."""
+    p = np.asarray(pvalue, dtype=float)
+    return _proportion(p < alpha, ~np.isnan(p))
+
+
 def power(lower: np.ndarray, upper: np.ndarray, null: float = 0.0) -> Pair:
     """Share of intervals that exclude ``null`` (rejections at the interval's level); binomial MCSE."""
     valid = np.isfinite(lower) & np.isfinite(upper)
@@ -262,6 +291,7 @@ def summarize(
     ref: Hashable | None = None,
     null: float = 0.0,
     use_limits: bool = False,
+    alpha: float | None = None,
 ) -> xr.Dataset:
     """Reduce a replicate-level Dataset over ``rep`` to performance measures with MCSE.
 
@@ -278,9 +308,12 @@ def summarize(
     ref : hashable, optional
         Reference estimator (a coordinate of ``estimator``) for ``rel_precision``; without one it is NaN.
     null : float
-        Null value for power.
+        Null value for power (when ``power`` comes from the intervals).
     use_limits : bool
         Take the intervals from ``ci_lower``/``ci_upper`` instead of ``estimate +- crit * se``.
+    alpha : float, optional
+        With a ``pvalue`` variable, ``power`` is the share of replicates with ``pvalue < alpha`` (default
+        ``1 - level``); without one, the share of intervals that exclude ``null``.
 
     Returns
     -------
@@ -341,6 +374,12 @@ def summarize(
         "be_coverage": be_coverage(est, lower, upper),
         "power": power(lower, upper, null),
     }
+    if "pvalue" in estimates:
+        pvalue = np.where(np.isnan(est), np.nan, arr("pvalue"))
+        results["power"] = rejections(pvalue, 1 - level if alpha is None else alpha)
+        n_tested = count(pvalue)
+    else:
+        n_tested = np.sum(np.isfinite(lower) & np.isfinite(upper), axis=-1)
     no_interval = np.sum(~np.isnan(est) & ~np.isnan(se) & ~(np.isfinite(lower) & np.isfinite(upper)), axis=-1)
     enough = n_valid >= 2
     conditions = [  # every reason that applies is kept, in this order, separated by "; "
@@ -372,6 +411,11 @@ def summarize(
         value, mcse = results[name]
         data[name] = (keep, np.asarray(value, dtype=float), {"units": _UNITS.get(name, "")})
         data[f"{name}_mcse"] = (keep, np.asarray(mcse, dtype=float), {"units": _UNITS.get(name, "")})
+    power_hits = np.rint(np.nan_to_num(results["power"][0]) * n_tested)
+    lower_cp, upper_cp = clopper_pearson(power_hits, n_tested)
+    data["power_lower"] = (keep, lower_cp, {"description": "exact (Clopper-Pearson) 95% interval of power"})
+    data["power_upper"] = (keep, upper_cp, {"description": "exact (Clopper-Pearson) 95% interval of power"})
+    data["n_tested"] = (keep, np.asarray(n_tested).astype(np.int64))
     data["n_rep"] = (keep, n_rep.astype(np.int64))
     data["n_valid"] = (keep, n_valid.astype(np.int64))
     data["n_failed"] = (keep, (n_rep - n_valid).astype(np.int64))
@@ -387,7 +431,9 @@ def summarize(
     data["note"] = (keep, note.astype(str))
     out = xr.Dataset({k: v for k, v in data.items()}, coords=coords)
     out.attrs.update(level=level, null=null, ref="" if ref is None else str(ref),
-                     intervals="limits" if use_limits else "wald")
+                     intervals="limits" if use_limits else "wald",
+                     power="pvalue < alpha" if "pvalue" in estimates else "interval excludes null",
+                     alpha=1 - level if alpha is None else alpha)
     return out
 
 

@@ -1,4 +1,4 @@
-"""Helpers shared by the DGP tests: Monte Carlo checks against the truth, OLS fits through simstudy.formula."""
+"""Helpers shared by the DGP tests: Monte Carlo checks against the truth, OLS fits through simstudy.estimators.formula."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from simstudy.dgp import factor_names
-from simstudy.formula import Formula
+from simstudy.estimators.formula import Formula
 
 
 def _mc_check(values, target: float, label: str = "", k: float = 4.0, slack: float = 0.0) -> None:
@@ -30,7 +30,7 @@ def mc_check() -> Callable[..., None]:
 
 @pytest.fixture
 def ols() -> Callable[[str, dict], dict[str, float]]:
-    """``ols(formula, data)``: OLS coefficients by the names simstudy.formula gives the columns."""
+    """``ols(formula, data)``: OLS coefficients by the names simstudy.estimators.formula gives the columns."""
 
     def fit(formula: str, data: dict) -> dict[str, float]:
         y, X, names = Formula(formula).build(data)

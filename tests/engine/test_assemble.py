@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from simstudy.engine.assemble import estimates_dataset, summary_dataset
 from simstudy.engine.chunk import ChunkResult
@@ -70,3 +71,27 @@ def test_not_estimable_parameters_are_named_with_their_reason():
     s = summary_dataset(ds).sel({"a": 1, "param": "t"})
     assert str(s["note"].sel({"estimator": "m"}).values) == "not estimable: t is collinear with the fixed effects of g"
     assert str(s["note"].sel({"estimator": "o"}).values) == "not reported by this estimator"
+
+
+def test_pvalues_use_each_fits_own_distribution_and_power_has_two_conventions():
+    from scipy import stats
+
+    n = 6
+    c = chunk(0, 1, n, ("x",), 0, 0.0)
+    c.values["estimate"][:, 0, 0] = [2.5, 0.1, 3.0, 3.0, 2.5, 9.0]
+    c.values["se"][:] = 1.0
+    c.values["df"][:, 0, 0] = [4.0, 4.0, np.nan, np.nan, np.inf, 4.0]
+    c.values["ci_lower"][:, 0, 0] = [0.0, 0.0, 1.0, np.nan, 0.0, 0.0]  # replicate 4: no interval, no df: no test
+    c.values["ci_upper"][:, 0, 0] = [1.0, 1.0, 5.0, np.nan, 1.0, 1.0]
+    c.status[5] = 3  # replicate 6 failed
+    ds = estimates_dataset({"a": [1]}, [{"a": 1}], [{"m": {"x": 0.0}}], ["m"], n, [c], nulls={"x": 0.5})
+    p = ds["pvalue"].sel({"a": 1, "estimator": "m", "param": "x"}).values
+    assert p[0] == pytest.approx(2 * stats.t.sf(2.0, 4)) and p[1] == pytest.approx(2 * stats.t.sf(0.4, 4))
+    assert p[2] == pytest.approx(2 * stats.norm.sf(2.5))  # df NaN with an interval: the fit used z
+    assert np.isnan(p[3])
+    assert p[4] == pytest.approx(2 * stats.norm.sf(2.0))
+    s = summary_dataset(ds).sel({"a": 1, "estimator": "m", "param": "x"})
+    rejected = [2 * stats.t.sf(2.0, 4) < 0.05, False, True, 2 * stats.norm.sf(2.0) < 0.05]  # the 4 tested fits
+    assert int(s["n_tested"]) == 4 and float(s["power"]) == pytest.approx(np.mean(rejected))
+    assert float(s["power_all"]) == pytest.approx(sum(rejected) / 6)  # the failed and untested count as not rejected
+    assert float(s["power_lower"]) <= float(s["power"]) <= float(s["power_upper"])

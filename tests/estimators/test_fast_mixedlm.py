@@ -244,11 +244,11 @@ def test_constructor_validates_and_stores_nothing_fitted():
 
 
 def test_large_nested_memory():
-    """200,000 rows: beyond what building the design matrix costs (simstudy.formula), the fit allocates
+    """200,000 rows: beyond what building the design matrix costs (simstudy.estimators.formula), the fit allocates
     less than a tenth of the data's size (tracemalloc peaks; the builder's own peak is ~2.4x the data)."""
     import tracemalloc
 
-    from simstudy.formula import Formula
+    from simstudy.estimators.formula import Formula
 
     rng = np.random.default_rng(3)
     n = 200_000

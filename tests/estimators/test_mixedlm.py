@@ -10,7 +10,7 @@ from scipy import stats
 
 from simstudy.estimators import StatsmodelsMixedLM as MixedLM
 from simstudy.estimators.mixedlm import _anova_start, _variance_se
-from simstudy.formula import _levels_codes
+from simstudy.estimators.formula import _levels_codes
 
 METHOD = ["powell", "lbfgs"]
 

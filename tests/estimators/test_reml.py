@@ -263,3 +263,17 @@ def test_property_never_worse_than_dense_reference_and_statsmodels(seed, G, max_
         nbar = y.size / G
         for t in 10.0 ** np.arange(-8, -1):
             assert _dense_crit(y, X, g, t / nbar, reml) >= crit - 1e-8
+
+
+def test_refit_of_uncertified_replicates_is_batch_invariant():
+    """Replicates needing the wider search (var(residual) ~ 1e-10) or failing it, mixed with ordinary ones:
+    each replicate's numbers and messages are bit-identical to its fit alone."""
+    stats = [ri.ri_stats(*_data(seed=1)), ri.ri_stats(*_nearly_exact(1e-5)), ri.ri_stats(*_data(seed=2, var_u=0.0)),
+             ri.ri_stats(*_nearly_exact(1e-6, seed=3)), ri.ri_stats(*_data(seed=4, sizes=(1, 8, 8, 20)))]
+    batch = ri.fit_ri(ri.stack_stats(stats))
+    assert batch["converged"].tolist() == [True, True, True, False, True]
+    for r, S in enumerate(stats):
+        one = ri.fit_ri(S)
+        for key in ("theta", "crit", "sigma2", "beta", "cov", "converged", "boundary"):
+            assert np.array_equal(one[key][0], batch[key][r]), (r, key)
+        assert one["message"][0] == batch["message"][r]

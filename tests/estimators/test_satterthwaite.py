@@ -11,7 +11,7 @@ import pytest
 
 from simstudy.estimators import reml as ri
 from simstudy.estimators.fast_mixedlm import FastMixedLM
-from simstudy.formula import Formula
+from simstudy.estimators.formula import Formula
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "lmertest"
 MANIFEST = pd.read_csv(DATA / "manifest.csv")

@@ -154,7 +154,7 @@ CC_FORMULA = ("call_CSAT ~ C(reason) + age", "call_CSAT ~ reason + age + (1|cent
 def call_center_replicate(rep: int) -> pd.DataFrame:
     """Replicate ``rep`` of the call-centre study (seed 2), cell 20 centres x 10 reps, rep_var 0.1."""
     from simstudy.dgp.call_center import CallCenter
-    from simstudy.rng import cell_key, replicate_rng
+    from simstudy.engine.rng import cell_key, replicate_rng
 
     cell = {"n_centres": 20, "reps_per_centre": 10, "rep_var": 0.1}
     d = CallCenter().generate(replicate_rng(2, cell_key(cell), rep), **cell)

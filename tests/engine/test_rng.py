@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simstudy.rng import cell_key, replicate_rng
+from simstudy.engine.rng import cell_key, replicate_rng
 
 
 def draw(seed, cell, rep):

@@ -1,4 +1,4 @@
-"""simstudy.formula: design matrices against patsy (statsmodels' formula engine) and the fast level coding."""
+"""simstudy.estimators.formula: design matrices against patsy (statsmodels' formula engine) and the fast level coding."""
 
 import numpy as np
 import pandas as pd
@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from simstudy.formula import Formula, _levels_codes, group_codes
+from simstudy.estimators.formula import Formula, _levels_codes, group_codes
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,244 @@
+"""Hangs and leftovers, with real runs of tests/slow_study.py: a replicate that never returns is timed out and
+the run finishes; no worker outlives a killed run; Ctrl-C and SIGTERM save what has arrived; --jobs is capped;
+a crash with --jobs 1 costs replicates, not the run; bad options are refused in one line."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from simstudy.cli import main
+from simstudy.engine.checkpoint import list_chunks
+from simstudy.engine.cluster import usable_cores
+from support import SLOW, TOY
+
+REPS, CHUNK = "20", "5"
+VALUES = ("estimate", "se", "ci_lower", "ci_upper", "df")
+
+
+def simstudy(*args: str, env: dict | None = None) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "simstudy.cli", *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
+
+
+def finish(proc: subprocess.Popen, timeout: float = 300) -> tuple[int, str, str]:
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        raise AssertionError(f"still running after {timeout} s: {err[-2000:]}") from None
+    return proc.returncode, out, err
+
+
+def load(out: Path) -> xr.Dataset:
+    with xr.open_dataset(out / "estimates.nc") as ds:
+        return ds.load()
+
+
+def saved(out: Path) -> int:
+    return sum(c.stop - c.start for c in list_chunks(out))
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> xr.Dataset:
+    out = tmp_path_factory.mktemp("ref") / "run"
+    code, _, err = finish(simstudy("run", SLOW, "--out", out, "--reps", REPS, "--chunk-size", CHUNK, "--jobs", "2",
+                                   "--quiet"))
+    assert code == 0, err
+    return load(out)
+
+
+def means(reference: xr.Dataset) -> xr.DataArray:
+    return reference["estimate"].sel({"estimator": "mean", "param": "mean"})
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("mode", "options", "flags"),
+    [
+        pytest.param("sleep", ["--jobs", "1"], "", id="alarm-1-job"),
+        pytest.param("sleep", ["--jobs", "2"], ":batch", id="alarm-batch-2-jobs"),
+        pytest.param("sleep", ["--in-process"], "", id="alarm-in-process"),
+        pytest.param("blocked", ["--jobs", "2"], "", id="watchdog-2-jobs"),
+        pytest.param("blocked", ["--jobs", "1"], ":batch", id="watchdog-batch-1-job"),
+    ],
+)
+def test_a_replicate_that_never_returns_times_out_and_the_run_finishes(tmp_path, reference, mode, options, flags):
+    # "sleep" hangs in Python (the alarm in the worker ends it); "blocked" blocks the alarm, like compiled code
+    # that never returns (the parent's watchdog kills the worker); "batch" hangs inside fit_batch
+    m = means(reference)
+    top = np.sort(m.values.ravel())[::-1]
+    threshold = float(top[0] + top[1]) / 2  # exactly one replicate hangs
+    hung = m > threshold
+    assert not bool(hung.isel(n=0, mu=0, rep=0))  # not the replicate the preflight fits in the parent
+    out = tmp_path / "run"
+    t0 = time.time()
+    code, _, err = finish(simstudy("run", SLOW, "--out", out, "--reps", REPS, "--chunk-size", CHUNK, "--timeout", "1",
+                                   "--quiet", *options, env={"SIMSTUDY_TEST_HANG": f"{mode}:{threshold!r}{flags}"}))
+    assert code == 0, err
+    assert time.time() - t0 < 120
+    est = load(out)
+    timed_out = est["message"] == "timed out after 1 s"
+    assert bool((timed_out == hung).all()), "the hanging replicate, for every estimator, and only it"
+    assert bool((est["status"].where(hung) == 3).sum() == 2)
+    ok = ~hung
+    for name in ("mean", "hang"):  # every other replicate: the numbers of a run without hangs, bit for bit
+        for var in VALUES:
+            np.testing.assert_array_equal(est[var].sel({"estimator": name}).where(ok).values,
+                                          reference[var].sel({"estimator": "mean"}).where(ok).values, err_msg=var)
+        assert bool((est["status"].sel({"estimator": name}).where(ok) == 0).sum() == int(ok.sum()))
+
+
+@pytest.mark.slow
+def test_os_exit_with_one_job_costs_replicates_not_the_run(tmp_path):
+    # defect: --jobs 1 ran in this process, so os._exit in a fit ended the run (exit 3, no message), every time
+    out = tmp_path / "run"
+    code, _, err = finish(simstudy("run", SLOW, "--out", out, "--jobs", "1", "--chunk-size", "25", "--reps", "100",
+                                   "--quiet", env={"SIMSTUDY_TEST_KILLER": "1"}))
+    assert code == 0, err
+    est = load(out)
+    died = est["message"] == "worker died on 2 attempts (TerminatedWorkerError)"
+    kills = died.sel({"estimator": "killer"})
+    assert int(kills.sum()) == 2 and bool((died.sel({"estimator": "mean"}) == kills).all())
+    ok = ~kills
+    np.testing.assert_array_equal(est["estimate"].sel({"estimator": "killer"}).where(ok).values,
+                                  est["estimate"].sel({"estimator": "mean"}).where(ok).values)
+    executed = json.loads((out / "study.json").read_text())["provenance"]["executed"]
+    assert executed == {"backend": "loky", "workers": 1}
+
+
+# --- no orphans ----------------------------------------------------------------------------------------------
+
+
+def children(pid: int) -> list[int]:
+    """Processes whose parent is ``pid`` (loky's workers and resource trackers)."""
+    kids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                kids.append(int(entry))
+    return kids
+
+
+def running(pids: list[int]) -> list[int]:
+    """The processes of ``pids`` that still run (a zombie has ended)."""
+    alive = []
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z":
+            alive.append(pid)
+    return alive
+
+
+def workers_of(pid: int) -> list[int]:
+    return [k for k in children(pid) if b"popen_loky_posix" in Path(f"/proc/{k}/cmdline").read_bytes()]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.parametrize("how", ["SIGKILL", "SIGTERM", "SIGKILL-hung", "SIGTERM-hung"])
+def test_no_worker_outlives_a_killed_run(tmp_path, how):
+    # defect: workers and loky's resource trackers lived on for 330-400 s after the run was killed (forever
+    # if a worker hung)
+    out = tmp_path / "run"
+    hung = how.endswith("hung")
+    env = {"SIMSTUDY_TEST_SLEEP": "0.02"} | ({"SIMSTUDY_TEST_HANG": "blocked:-100:workers"} if hung else {})
+    proc = simstudy("run", SLOW, "--out", out, "--jobs", "2", "--chunk-size", "25", "--quiet", env=env)
+    end = time.time() + 120
+    while time.time() < end and proc.poll() is None:
+        if len(workers_of(proc.pid)) >= 2 and (hung or list(list_chunks(out))):
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    if hung:
+        time.sleep(1)  # the workers are stuck in their first task now
+    kids = children(proc.pid)
+    proc.send_signal(getattr(signal, how.split("-")[0]))
+    code, _, err = finish(proc, timeout=60)
+    if how.startswith("SIGTERM"):
+        assert code == 143, err
+        assert err.strip().splitlines()[-1] == (f"simstudy: terminated; {saved(out)} replicates saved, "
+                                                f"`simstudy resume {out}` continues")
+    else:
+        assert code == -signal.SIGKILL
+    end = time.time() + 10
+    while running(kids) and time.time() < end:
+        time.sleep(0.1)
+    assert not running(kids), [Path(f"/proc/{k}/cmdline").read_bytes()[:80] for k in running(kids)]
+
+
+# --- Ctrl-C ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_ctrl_c_saves_what_has_arrived_and_resume_finishes_bit_for_bit(tmp_path, reference):
+    out = tmp_path / "run"
+    slow = {"SIMSTUDY_TEST_SLEEP": "0.1"}  # 16 tasks of ~0.5 s
+    proc = simstudy("run", SLOW, "--out", out, "--reps", REPS, "--chunk-size", CHUNK, "--jobs", "2", "--quiet", env=slow)
+    end = time.time() + 120
+    while len(list(list_chunks(out))) < 2 and time.time() < end and proc.poll() is None:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    code, _, err = finish(proc, timeout=60)
+    assert code == 130, err
+    n = saved(out)
+    assert 10 <= n < 80
+    assert err.strip().splitlines()[-1] == f"simstudy: interrupted; {n} replicates saved, `simstudy resume {out}` continues"
+    code, _, err = finish(simstudy("resume", out, "--jobs", "2", "--quiet", env=slow))
+    assert code == 0, err
+    est = load(out)
+    for var in (*VALUES, "status", "message", "n_warnings"):
+        np.testing.assert_array_equal(est[var].values, reference[var].values, err_msg=var)
+
+
+# --- how many workers, and options refused ------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_jobs_beyond_the_cores_are_capped_with_a_notice(tmp_path):
+    # defect: --jobs 1000 --reps 20 started a thousand workers and wrote nothing in 120 s
+    out = tmp_path / "run"
+    code, _, err = finish(simstudy("run", TOY, "--out", out, "--reps", "20", "--jobs", "1000", "--quiet"), timeout=120)
+    assert code == 0, err
+    n = min(usable_cores(), 1000)
+    notices = [line for line in err.splitlines() if "capped" in line]
+    assert len(notices) == 1 and notices[0].startswith(f"simstudy: --jobs 1000 capped to {n} (")
+    executed = json.loads((out / "study.json").read_text())["provenance"]["executed"]
+    assert executed == {"backend": "loky", "workers": n}
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--retries", "-1"], "argument --retries: must be 0 or more, got -1"),
+        (["--timeout", "0"], "argument --timeout: must be a positive number of seconds, got 0"),
+        (["--timeout", "soon"], "argument --timeout: expected a number of seconds, got 'soon'"),
+        (["--timeout", "5", "--backend", "dask"],
+         "--timeout does not work with --backend dask (Dask runs tasks in worker threads, which cannot be "
+         "stopped); use --backend loky"),
+        (["--in-process", "--jobs", "2"],
+         "--in-process runs one task at a time in this process: not with --jobs above 1 or --backend dask"),
+    ],
+)
+def test_bad_options_are_refused_in_one_line(capsys, tmp_path, argv, message):
+    code = main(["run", str(TOY), "--out", str(tmp_path / "o"), *argv])
+    err = capsys.readouterr().err
+    assert code == 2 and err == f"simstudy: error: {message}\n"
+    assert not (tmp_path / "o").exists()
