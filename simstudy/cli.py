@@ -190,6 +190,42 @@ def _shard(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(str(exc).removeprefix("--shard ")) from None
 
 
+def _range(text: str) -> tuple[int, int]:
+    try:
+        lo, hi = (int(v) for v in text.split(":"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LO:HI (whole numbers), got {text!r}") from None
+    if not 1 <= lo <= hi:
+        raise argparse.ArgumentTypeError(f"need 1 <= LO <= HI, got {text!r}")
+    return lo, hi
+
+
+def _setting(text: str) -> tuple[str, Any]:
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected FACTOR=VALUE, got {text!r}")
+    for convert in (int, float):
+        try:
+            return name, convert(value)
+        except ValueError:
+            pass
+    return name, value
+
+
+def cmd_power(args: argparse.Namespace) -> int:
+    from simstudy.engine.power_search import PowerSearch, format_search, search_power
+    from simstudy.study import load_study
+
+    study = load_study(args.study)
+    search = PowerSearch(factor=args.factor, target=args.target, estimator=args.estimator, param=args.param,
+                         lo=args.range[0], hi=args.range[1], confidence=args.confidence, fixed=dict(args.set or []),
+                         start=args.start_reps, max_reps=args.max_reps, failures_reject=args.failures_reject)
+    log = None if args.quiet else (lambda line: print(f"simstudy: {line}", file=sys.stderr, flush=True))
+    result, out = search_power(study, search, _config(args), study_file=Path(args.study), log=log)
+    print(format_search(result, search, out))
+    return 0
+
+
 def cmd_show(args: argparse.Namespace) -> int:
     from simstudy.output.display import COMPACT, show_run
 
@@ -245,6 +281,26 @@ def build_parser() -> argparse.ArgumentParser:
                        help="drop checkpoints from a different version of the study (then lists what is missing)")
     merge.set_defaults(func=cmd_merge, reps=None, jobs=1, chunk_size=None, quiet=False, retries=1,
                        max_failure_rate=None, backend="loky", scheduler=None)
+
+    pw = sub.add_parser("power", help="the smallest level of a factor whose power reaches a target")
+    pw.add_argument("study", help="a study file, e.g. studies/power_cluster_trial.py")
+    pw.add_argument("--factor", required=True, help="the integer design factor to search, e.g. n_groups")
+    pw.add_argument("--target", type=_level, default=0.8, help="target power (default 0.8)")
+    pw.add_argument("--estimator", required=True, help="the estimator whose test counts, e.g. lmm_t")
+    pw.add_argument("--param", required=True, help="the parameter tested, e.g. treat")
+    pw.add_argument("--range", type=_range, default=(2, 400), help="LO:HI searched (default 2:400)")
+    pw.add_argument("--confidence", type=_level, default=0.95,
+                    help="probability that every decision of the search is right (default 0.95)")
+    pw.add_argument("--set", type=_setting, nargs="+", help="hold other factors: FACTOR=VALUE ...")
+    pw.add_argument("--start-reps", type=_positive_int, default=100, help="replicates of a level's first look")
+    pw.add_argument("--max-reps", type=_positive_int, default=12800, help="most replicates a level gets")
+    pw.add_argument("--failures-reject", action="store_true",
+                    help="count failed fits as non-rejections (simr's convention; default: leave them out)")
+    pw.add_argument("--jobs", type=_positive_int, default=None, help="worker processes (default: all cores)")
+    pw.add_argument("--out", help="output directory (default: results/<study>_power_<factor>)")
+    pw.add_argument("--chunk-size", type=_positive_int, help="replicates per task (default 50)")
+    _run_options(pw)
+    pw.set_defaults(func=cmd_power)
 
     show = sub.add_parser("show", help="print the summary table of a finished run")
     show.add_argument("dir", help="a run's output directory, e.g. results/cluster_trial")

@@ -38,8 +38,8 @@ from typing import Any
 
 import numpy as np
 
-from simstudy.estimators.base import STATUSES, Fit
 from simstudy.engine.rng import cell_key, replicate_rng
+from simstudy.estimators.base import STATUSES, Fit
 
 #: Status code of a replicate that was not run (a cell the design's filter leaves out).
 NOT_RUN = -1

@@ -137,8 +137,9 @@ def _digest_value(value: Any, h: Any, seen: set[int], depth: int) -> None:
             if base is not object:
                 _digest_value(base, h, seen, depth + 1)
         for name, attr in sorted(vars(value).items()):
-            if name in ("__dict__", "__weakref__", "__doc__", "__module__", "__qualname__", "__slots__"):
-                continue
+            code_like = isinstance(attr, (types.FunctionType, staticmethod, classmethod, property))
+            if name.startswith("__") and name.endswith("__") and not code_like:
+                continue  # bookkeeping (__dict__, __doc__, __slotnames__ that pickling adds, ...), not behaviour
             h.update(name.encode())
             _digest_value(getattr(attr, "__func__", attr), h, seen, depth + 1)
         return

@@ -116,10 +116,10 @@ class E:
 @pytest.fixture
 def in_memory_study(monkeypatch):
     """A study whose classes live in a module made in memory (registered, but no worker can import it)."""
+    import cloudpickle
+
     from simstudy.design import Design
     from simstudy.study import Study
-
-    import cloudpickle
 
     module = types.ModuleType("simstudy_test_in_memory")
     monkeypatch.setitem(sys.modules, module.__name__, module)

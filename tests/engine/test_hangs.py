@@ -191,7 +191,8 @@ def test_no_worker_outlives_a_killed_run(tmp_path, how):
 def test_ctrl_c_saves_what_has_arrived_and_resume_finishes_bit_for_bit(tmp_path, reference):
     out = tmp_path / "run"
     slow = {"SIMSTUDY_TEST_SLEEP": "0.1"}  # 16 tasks of ~0.5 s
-    proc = simstudy("run", SLOW, "--out", out, "--reps", REPS, "--chunk-size", CHUNK, "--jobs", "2", "--quiet", env=slow)
+    proc = simstudy("run", SLOW, "--out", out, "--reps", REPS, "--chunk-size", CHUNK, "--jobs", "2", "--quiet",
+                    env=slow)
     end = time.time() + 120
     while len(list(list_chunks(out))) < 2 and time.time() < end and proc.poll() is None:
         time.sleep(0.02)
@@ -200,7 +201,8 @@ def test_ctrl_c_saves_what_has_arrived_and_resume_finishes_bit_for_bit(tmp_path,
     assert code == 130, err
     n = saved(out)
     assert 10 <= n < 80
-    assert err.strip().splitlines()[-1] == f"simstudy: interrupted; {n} replicates saved, `simstudy resume {out}` continues"
+    last = err.strip().splitlines()[-1]
+    assert last == f"simstudy: interrupted; {n} replicates saved, `simstudy resume {out}` continues"
     code, _, err = finish(simstudy("resume", out, "--jobs", "2", "--quiet", env=slow))
     assert code == 0, err
     est = load(out)
