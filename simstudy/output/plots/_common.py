@@ -723,8 +723,9 @@ def columns(entries: Sequence[str], width: float) -> int:
 
 def draw_estimators(ax: Axes, ds: xr.Dataset, panel: xr.Dataset, measure: str, x: str,
                     shifted: Sequence[np.ndarray], estimators: Sequence[str], *, mcse: bool,
-                    **line: Any) -> int:
-    """One line per estimator of ``measure`` against factor ``x``, with +-1.96 MCSE error bars.
+                    bounds: tuple[str, str] | None = None, **line: Any) -> int:
+    """One line per estimator of ``measure`` against factor ``x``, with +-1.96 MCSE error bars (or, with
+    ``bounds``, bars from the two variables named, e.g. power's exact interval).
 
     ``panel`` holds one value per level of ``x`` and estimator; ``shifted[k]`` are the x coordinates of the
     levels for the k-th estimator (dodged so that error bars do not overlap). Each estimator has its own
@@ -738,6 +739,9 @@ def draw_estimators(ax: Axes, ds: xr.Dataset, panel: xr.Dataset, measure: str, x
         if not np.any(np.isfinite(y)):
             continue
         err = Z95 * np.asarray(one[f"{measure}_mcse"].transpose(x).values, dtype=float) if mcse else None
+        if mcse and bounds is not None:
+            lo, hi = (np.asarray(one[b].transpose(x).values, dtype=float) for b in bounds)
+            err = np.vstack([np.clip(y - lo, 0, None), np.clip(hi - y, 0, None)])
         opts = {**style(ds, m), "elinewidth": 0.8, "capsize": 1.8, "label": label(ds, m), "zorder": 2} | line
         gid = opts.pop("gid", None)
         bar = ax.errorbar(shifted[k], y, yerr=err, **opts)

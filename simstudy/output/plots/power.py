@@ -24,6 +24,7 @@ def plot_power(
     estimators: Sequence[str] | None = None,
     select: Mapping[str, Any] | None = None,
     mcse: bool = True,
+    interval: str = "exact",
     xscale: str = "auto",
     title: str | bool | None = None,
     style: Any = None,
@@ -55,7 +56,10 @@ def plot_power(
     select : mapping, optional
         Factors to hold at one level, e.g. ``{"treatment_effect": 0.3}``.
     mcse : bool
-        Draw +-1.96 MCSE error bars.
+        Draw error bars.
+    interval : {"exact", "mcse"}
+        The error bars: the exact (Clopper-Pearson) 95% interval of each power (``power_lower``,
+        ``power_upper``; the default where the summary has them), or +-1.96 MCSE.
     xscale : {"auto", "linear", "log"}
         Scale of the x axis; ``"auto"`` uses a log axis when the levels are geometric.
     title : str or bool, optional
@@ -85,6 +89,8 @@ def plot_power(
     if target is not None and not 0 < target < 1:
         raise ValueError(f"target power must lie between 0 and 1, got {target!r}")
     c.check_choice(xscale, "xscale", ("auto", "linear", "log"))
+    c.check_choice(interval, "interval", ("exact", "mcse"))
+    bounds = ("power_lower", "power_upper") if interval == "exact" and "power_lower" in ds else None
     ds = c.select(ds, select)
     param = c.resolve_param(ds, param)
     estimators = c.resolve_estimators(ds, estimators)
@@ -119,7 +125,7 @@ def plot_power(
     drawn = 0
     for i, j, _, panel in c.panels(sub, row, col):
         ax = axes[i, j]
-        drawn += c.draw_estimators(ax, ds, panel, "power", x, shifted, estimators, mcse=mcse)
+        drawn += c.draw_estimators(ax, ds, panel, "power", x, shifted, estimators, mcse=mcse, bounds=bounds)
         if target is not None:
             ax.axhline(target, color=c.REFERENCE, ls=(0, (3, 2)), lw=0.8, zorder=1,
                        label=f"Target power {target:g}").set_gid("target")

@@ -67,3 +67,21 @@ def test_non_numeric_factor_is_refused(summary):
     labelled = summary.assign_coords(icc=["low", "high"])
     with pytest.raises(ValueError, match="not numeric"):
         plot_power(labelled, x="icc", param="treat")
+
+
+def test_error_bars_are_the_exact_intervals(summary):
+    fig = plot_power(summary, param="treat")
+    cell = summary.sel({"param": "treat"}).isel(group_size=0, icc=1, treatment_effect=0)
+    ax = fig.axes[1]
+    for bar in [c for c in ax.containers if isinstance(c, ErrorbarContainer)]:
+        one = cell.sel({"estimator": bar.get_label()})
+        segments = bar.lines[2][0].get_segments()
+        lows = [min(s[:, 1]) for s in segments]
+        highs = [max(s[:, 1]) for s in segments]
+        np.testing.assert_allclose(lows, one["power_lower"].values, atol=1e-12)
+        np.testing.assert_allclose(highs, one["power_upper"].values, atol=1e-12)
+    mcse = plot_power(summary, param="treat", interval="mcse").axes[1]
+    bar = [c for c in mcse.containers if isinstance(c, ErrorbarContainer)][0]
+    seg = bar.lines[2][0].get_segments()[0]
+    one = cell.sel({"estimator": bar.get_label()})
+    assert (max(seg[:, 1]) - min(seg[:, 1])) / 2 == pytest.approx(1.959963984540054 * float(one["power_mcse"][0]))
