@@ -11,6 +11,7 @@ The decisions and their guarantee are :mod:`simstudy.stats.search`'s.
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from simstudy.engine.store import write_json
 from simstudy.stats.search import SearchResult, smallest_level
 from simstudy.study import Study
 
-#: Replicates per chunk of a search (every look is a multiple of the first look, so chunks line up).
+#: Smallest replicates per chunk of a search.
 SEARCH_CHUNK = 50
 
 
@@ -84,13 +85,19 @@ def search_power(study: Study, search: PowerSearch, config: RunConfig, *, study_
     held = held_factors(study, search)
     out = config.out if config.out is not None else Path("results") / f"{study.name}_power_{search.factor}"
     alpha = study.alpha if study.alpha is not None else 1 - nominal_level(study)
-    base = dataclasses.replace(config, out=out, quiet=True, chunk_size=config.chunk_size or SEARCH_CHUNK, write=False)
+    base = dataclasses.replace(config, out=out, quiet=True, write=False)
 
     def at(levels: list[int]) -> Study:
         return dataclasses.replace(study, design=Design({**{k: [v] for k, v in held.items()}, search.factor: levels}))
 
+    workers = config.jobs or os.cpu_count() or 1
+
     def evaluate(level: int, reps: int) -> tuple[int, int]:
-        estimates, _ = run_study(at([level]), dataclasses.replace(base, reps=reps), study_file=study_file)
+        # chunks grow with the look (a few tasks per worker for the new replicates): fewer files to verify
+        # and read back at later looks and reruns; the sizes depend only on reps, so reruns cut the same chunks
+        chunk = config.chunk_size or min(1000, max(SEARCH_CHUNK, reps // (8 * workers)))
+        estimates, _ = run_study(at([level]), dataclasses.replace(base, reps=reps, chunk_size=chunk),
+                                 study_file=study_file)
         one = estimates.sel({"estimator": search.estimator})
         if search.param not in one.coords["param"].values:
             raise ValueError(f"estimator {search.estimator!r} reports no parameter {search.param!r} (it reports "
@@ -111,7 +118,8 @@ def search_power(study: Study, search: PowerSearch, config: RunConfig, *, study_
                             start=search.start, max_reps=search.max_reps)
     levels = sorted(d.level for d in result.decisions)
     most = max(d.reps for d in result.decisions)
-    run_study(at(levels), dataclasses.replace(base, reps=most, partial=True, write=True), study_file=study_file)
+    run_study(at(levels), dataclasses.replace(base, reps=most, partial=True, write=True, chunk_size=SEARCH_CHUNK),
+              study_file=study_file)
     write_json(search_record(result, search, held, alpha), out / "search.json")
     return result, out
 
