@@ -1,4 +1,4 @@
-"""The ``simstudy`` command line: ``run``, ``resume``, ``merge``, ``show``, ``report`` and ``summarize``.
+"""The ``simstudy`` command line: ``run``, ``resume``, ``merge``, ``show``, ``report``, ``summarize``, ``pilot``.
 
 Bad input gets one clear line on stderr and exit code 2, never a traceback (set ``SIMSTUDY_DEBUG=1`` to
 see one).
@@ -233,6 +233,46 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+_PILOT_STUDY_OPTIONS = ("treatment_level", "treatment_by", "effect_of", "effect", "clusters", "cluster_size",
+                        "subcluster_size", "keep_pilot", "name", "seed", "force")
+
+
+def cmd_pilot(args: argparse.Namespace) -> int:
+    from simstudy.estimators.pilot_fit import fit_pilot
+    from simstudy.output.study_file import write_study_file
+
+    if len(args.groups) > 2:
+        raise UsageError("--groups takes one grouping column, or two nested ones from the top down (outer inner)")
+    if args.out is None:
+        given = [o for o in _PILOT_STUDY_OPTIONS if getattr(args, o) not in (None, False)]
+        if given:
+            raise UsageError(f"--{given[0].replace('_', '-')} configures the study file: give --out studies/NAME.py")
+    elif Path(args.out).exists() and not args.force:
+        raise UsageError(f"{args.out} exists; pass --force to overwrite it")
+    pilot = fit_pilot(args.data, args.formula, args.groups, slope=args.slope, nested_ids=args.nested_ids,
+                      reml=not args.ml)
+    print(pilot.summary())
+    if pilot.status == "boundary":
+        print(f"simstudy: warning: {pilot.message}", file=sys.stderr)
+    if args.out is None:
+        print("\n(add --out studies/NAME.py to write a study file that simulates from this fit)")
+        return 0
+    out = write_study_file(
+        pilot, args.out, data=args.data, name=args.name, force=args.force, treatment_level=args.treatment_level,
+        treatment_by=args.treatment_by, effect_of=args.effect_of, effects=args.effect, clusters=args.clusters,
+        cluster_sizes=args.cluster_size, subcluster_sizes=args.subcluster_size, resample=args.resample,
+        random_effects=args.random_effects, keep_pilot=True if args.keep_pilot else None, reps=args.reps,
+        seed=args.seed)
+    print(f"\nwrote {out}; edit it if you like, then:\n  simstudy run {out}")
+    term = (f"treat:{args.treatment_by}" if args.treatment_by else "treat") if args.treatment_level else args.effect_of
+    if term:
+        from simstudy.output.study_file import power_command
+        from simstudy.study import load_study
+
+        print("  " + power_command(out, load_study(out).design.factors, term))
+    return 0
+
+
 def _run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress and no table")
     p.add_argument("--force", action="store_true",
@@ -331,6 +371,41 @@ def build_parser() -> argparse.ArgumentParser:
     summ.add_argument("--level", type=_level, default=0.95, help="confidence level (default 0.95)")
     summ.add_argument("--out", help="write the summary Dataset to this netCDF file")
     summ.set_defaults(func=cmd_summarize)
+
+    pil = sub.add_parser("pilot", help="fit a mixed model to pilot data; write a study that simulates from the fit")
+    pil.add_argument("data", help="the pilot data: a CSV or Parquet file")
+    pil.add_argument("--formula", required=True, help="fixed effects, e.g. 'Weight ~ Time'")
+    pil.add_argument("--groups", required=True, nargs="+", metavar="COLUMN",
+                     help="grouping column, or two nested ones from the top down (Litter Pig)")
+    pil.add_argument("--nested-ids", choices=("unique", "within"), default="unique",
+                     help="inner ids unique across outer groups (default) or numbered within them")
+    pil.add_argument("--slope", help="a random slope for this column (one grouping column)")
+    pil.add_argument("--ml", action="store_true", help="fit by ML (default REML)")
+    pil.add_argument("--out", help="write a study file here, e.g. studies/NAME.py (default: only print the fit)")
+    pil.add_argument("--treatment-level", metavar="LEVEL",
+                     help="add a treatment randomised at this grouping column, or 'unit' (each row)")
+    pil.add_argument("--treatment-by", metavar="COLUMN",
+                     help="the treatment changes the slope of this numeric covariate (e.g. a growth rate)")
+    pil.add_argument("--effect-of", metavar="TERM", help="no treatment: the pilot's fixed effect the grid varies")
+    pil.add_argument("--effect", type=float, nargs="+",
+                     help="levels of the effect (default with a treatment: 0 and 0.3 outcome SDs)")
+    pil.add_argument("--clusters", type=_positive_int, nargs="+",
+                     help="levels of n_clusters (default 1, 2, 3 and 4 times the pilot's)")
+    pil.add_argument("--cluster-size", type=_positive_int, nargs="+",
+                     help="levels of cluster_size (default: each resampled cluster keeps its own size)")
+    pil.add_argument("--subcluster-size", type=_positive_int, nargs="+",
+                     help="levels of subcluster_size, rows per inner group (nested pilots)")
+    pil.add_argument("--resample", choices=("clusters", "units"), default="clusters",
+                     help="covariates of new clusters: whole pilot clusters (default) or rows drawn from all")
+    pil.add_argument("--random-effects", choices=("new", "pilot"), default="new",
+                     help="new random effects (default) or the pilot's BLUPs for its own clusters")
+    pil.add_argument("--keep-pilot", action="store_true",
+                     help="the pilot's own clusters first in every data set (implied by --random-effects pilot)")
+    pil.add_argument("--name", help="the study's name (default: the --out file's stem)")
+    pil.add_argument("--reps", type=_positive_int, default=1000, help="replicates per cell (default 1000)")
+    pil.add_argument("--seed", type=int, help="the study's seed (default: from the data's digest)")
+    pil.add_argument("--force", action="store_true", help="overwrite an existing --out file")
+    pil.set_defaults(func=cmd_pilot)
     return parser
 
 

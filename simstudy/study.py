@@ -156,8 +156,9 @@ class Study:
     def check_estimands(self, params: Mapping[str, Sequence[str]], cell: Mapping[str, Any]) -> None:
         """Raise ``ValueError`` unless the cell's true values and the estimators' parameters match: every
         truth key names a parameter some estimator reports, every reported parameter has a true value for
-        that estimator, and every key of a per-estimand mapping names an estimator or an estimand one of
-        them targets (names in :attr:`unscored` excepted).
+        that estimator, and every key of a per-estimand mapping names an estimator, an estimand one of
+        them targets, or a label the DGP declares in its ``estimands`` attribute (names in
+        :attr:`unscored` excepted).
 
         Parameters
         ----------
@@ -172,6 +173,7 @@ class Study:
         skip = set(self.unscored)
         targets = set(self.estimators) | {str(getattr(e, "estimand")) for e in self.estimators.values()
                                           if getattr(e, "estimand", None) is not None}
+        targets |= set(getattr(self.dgp, "estimands", ()) or ())  # labels the DGP declares it provides
         unmatched = [k for k in raw if k not in reported and k not in skip]
         stray = [f"{k}[{t!r}]" for k, v in raw.items() if isinstance(v, dict) for t in v if t not in targets]
         missing: dict[str, list[str]] = {}

@@ -21,7 +21,7 @@ def blocks(path: Path) -> list[str]:
     return BLOCK.findall(path.read_text(encoding="utf-8"))
 
 
-@pytest.mark.parametrize("doc", ["docs/guide.md", "README.md"])
+@pytest.mark.parametrize("doc", ["docs/guide.md", "README.md", "docs/pilot.md"])
 def test_code_blocks_run(doc, tmp_path, monkeypatch):
     matplotlib.use("Agg")
     code = blocks(ROOT / doc)

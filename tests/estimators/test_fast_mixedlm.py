@@ -409,3 +409,166 @@ def test_nested_between_within_df_not_positive_are_nan_with_a_message():
     assert fit.converged
     assert np.isnan(fit.df[:2]).all() and np.isnan(fit.ci_lower[:2]).all()
     assert "some t df are not positive" in fit.message
+
+
+# --- nested and random-slope batches: a replicate's Fit does not depend on the batch ----------------------
+def _nested_layouts(seed):
+    """Nested replicates with different layouts: balanced (twice the same layout), unbalanced (centres with
+    reps of several sizes), rows shuffled, string labels; variances 0 (boundary fits) to 0.5."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for kind in ("balanced", "unbalanced", "shuffled", "strings", "balanced"):
+        centre, rep = [], []
+        k = 0
+        for c in range(8):
+            for _ in range(3 if kind in ("balanced", "strings") else int(rng.integers(2, 5))):
+                m = 4 if kind in ("balanced", "strings") else int(rng.integers(1, 8))
+                centre += [c] * m
+                rep += [k] * m
+                k += 1
+        centre, rep = np.array(centre), np.array(rep)
+        n = centre.size
+        vc, vr = rng.choice([0.0, 0.05, 0.5], size=2)
+        x = rng.normal(size=n)
+        t = (centre % 2).astype(float)
+        y = (1 + 0.5 * x + 0.3 * t + np.sqrt(vc) * rng.normal(size=8)[centre] + np.sqrt(vr) * rng.normal(size=k)[rep]
+             + rng.normal(size=n))
+        d = {"y": y, "x": x, "t": t, "centre": centre, "rep": rep}
+        if kind == "shuffled":
+            perm = rng.permutation(n)
+            d = {key: v[perm] for key, v in d.items()}
+        if kind == "strings":
+            d["centre"] = np.array([f"c{c}" for c in centre])
+            d["rep"] = np.array([f"r{r}" for r in rep])
+        out.append(d)
+    return out
+
+
+@pytest.mark.parametrize("df_method", [None, "between-within"])
+def test_fit_batch_nested_bit_identical_to_single_fits(df_method):
+    """Layouts mixed (compressed statistics padded), failures and a rank-deficient replicate mixed in; a
+    replicate fitted alone, in the whole batch, in a sub-batch and in reversed order: the same Fit, bit for
+    bit."""
+    data = [d for s in range(4) for d in _nested_layouts(s)]
+    data[3] = dict(data[3], y=np.where(np.arange(data[3]["y"].size) == 2, np.nan, data[3]["y"]))  # fails
+    data[6] = dict(data[6], x2=2 * data[6]["x"])
+    data[6]["x2"][0] += 1e-3  # still estimable
+    data[11] = dict(data[11], t=2 * data[11]["x"])  # t not estimable next to x: fewer columns
+    est = FastMixedLM("y ~ x + t", groups=["centre", "rep"], df_method=df_method)
+    batch = est.fit_batch(data)
+    assert batch[3].status == "failed" and "t" in batch[11].message
+    assert {f.status for f in batch} >= {"ok", "boundary", "failed"}
+    for d, fb in zip(data, batch):
+        _same_fit(est.fit(d), fb)
+    _same_fit(est.fit_batch(data[5:12])[2], batch[7])
+    for fr, fb in zip(est.fit_batch(data[::-1]), batch[::-1]):
+        _same_fit(fr, fb)
+
+
+def test_fit_batch_nested_reference_data_bit_identical():
+    """The call-centre reference replicates (tests/data/lme4; interior optima next to the boundary) in one
+    batch and one at a time, with their infos (criterion, variance ratios)."""
+    names = ["cc_study_r1", "cc_study_r3", "cc_small_a", "cc_small_b", "cc_small_c"]
+    frames = [load(n)[0] for n in names]
+    _, formula, groups = load(names[0])
+    est = FastMixedLM(formula, groups=groups)
+    fits, infos = est._fit_all(frames)
+    for d, fb, ib in zip(frames, fits, infos):
+        f1, i1 = est.fit_with_info(d)
+        _same_fit(f1, fb)
+        assert i1["crit"] == ib["crit"] and np.array_equal(i1["theta"], ib["theta"])
+
+
+def test_fit_batch_nested_bit_identical_with_restarts(monkeypatch):
+    """Replicates whose first optimum fails its certificate (forced: the first search's answer replaced by
+    (0, 0) for some replicates, a rule that depends on the replicate alone) go through the restarts: alone
+    or in a batch, the same Fit."""
+    from simstudy.estimators import reml_nested as nested
+
+    real = nested._best
+    restarted = []
+
+    def flaky(P, slots, k):
+        best = real(P, slots, k)
+        if len(slots) == 7:  # the first search of every replicate (restarts have more candidates)
+            sn = slots[3][0]
+            hit = np.floor(sn[:, 0] * 1e3) % 2 == 0
+            best[hit] = 0.0
+            restarted.append(int(hit.sum()))
+        return best
+
+    monkeypatch.setattr(nested, "_best", flaky)
+    data = [d for s in range(3) for d in _nested_layouts(10 + s)]
+    est = FastMixedLM("y ~ x + t", groups=["centre", "rep"])
+    batch = est.fit_batch(data)
+    assert restarted[0] >= 3
+    assert all(f.converged for f in batch)
+    for d, fb in zip(data, batch):
+        _same_fit(est.fit(d), fb)
+
+
+def _slope_frames(seed, G=12):
+    """Random-slope replicates: group sizes equal or not, rows shuffled, variances 0 (singular fits) to 0.5."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for kind in ("balanced", "unbalanced", "shuffled", "balanced"):
+        sizes = rng.integers(3, 12, size=G) if kind != "balanced" else np.full(G, 6)
+        g = np.repeat(np.arange(G), sizes)
+        x = rng.normal(size=g.size) + 0.5
+        v0, v1 = rng.choice([0.0, 0.05, 0.5], size=2)
+        u = rng.normal(size=(G, 2)) * np.sqrt([v0, v1])
+        y = 1 + 0.5 * x + u[g, 0] + u[g, 1] * x + rng.normal(size=g.size)
+        d = {"y": y, "x": x, "g": g}
+        if kind == "shuffled":
+            perm = rng.permutation(g.size)
+            d = {k: v[perm] for k, v in d.items()}
+        out.append(d)
+    return out
+
+
+def test_fit_batch_slope_bit_identical_to_single_fits():
+    """Random slope: replicates of 12 and 30 groups, failures and a rank-deficient replicate mixed in; alone,
+    in the batch, in a sub-batch and reversed: the same Fit, bit for bit."""
+    data = [d for s in range(3) for d in _slope_frames(s)] + _slope_frames(7, G=30)
+    data[2] = dict(data[2], x=np.where(np.arange(data[2]["x"].size) == 0, np.inf, data[2]["x"]))  # fails
+    data[5] = dict(data[5], z=3 * data[5]["x"] - 1)  # z not estimable
+    for d in data:
+        d.setdefault("z", np.cos(np.arange(d["y"].size)))
+    est = FastMixedLM("y ~ x + z", groups="g", slope="x", df_method="between-within")
+    batch = est.fit_batch(data)
+    assert batch[2].status == "failed" and "z" in batch[5].message
+    assert {f.status for f in batch} >= {"ok", "boundary", "failed"}
+    for d, fb in zip(data, batch):
+        _same_fit(est.fit(d), fb)
+    _same_fit(est.fit_batch(data[4:9])[3], batch[7])
+    for fr, fb in zip(est.fit_batch(data[::-1]), batch[::-1]):
+        _same_fit(fr, fb)
+
+
+def test_fit_batch_slope_bit_identical_with_restarts(monkeypatch):
+    """Replicates whose first optimum fails its certificate (forced: the first search's answer moved away
+    from the optimum for some replicates, by a rule that depends on the replicate alone) go through the
+    second search: alone or in a batch, the same Fit (and the right optimum)."""
+    from simstudy.estimators import reml_slope as rs
+
+    real = rs._search
+    moved = []
+
+    def flaky(S, reml, reps, starts, also=None, optional=None, face=None):
+        lam = real(S, reml, reps, starts, also=also, optional=optional, face=face)
+        if optional is not None:  # the first search
+            hit = np.floor(lam[:, 0] * 1e3) % 2 == 0
+            lam[hit] = lam[hit] + [0.3, 0.2, 0.3]
+            moved.append(int(hit.sum()))
+        return lam
+
+    data = [d for s in range(3) for d in _slope_frames(20 + s)]
+    est = FastMixedLM("y ~ x", groups="g", slope="x")
+    clean = est.fit_batch(data)
+    monkeypatch.setattr(rs, "_search", flaky)
+    batch = est.fit_batch(data)
+    assert moved[0] >= 3
+    for d, fb, fc in zip(data, batch, clean):
+        _same_fit(est.fit(d), fb)
+        assert fb.status == fc.status
+        np.testing.assert_allclose(fb.estimate, fc.estimate, rtol=1e-5, atol=1e-6)

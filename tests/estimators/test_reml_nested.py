@@ -16,12 +16,12 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from scipy.optimize import minimize, minimize_scalar
 
-from support import dense_criterion
-
 from simstudy.estimators import optimality as opt
 from simstudy.estimators import reml as ri
 from simstudy.estimators import reml_nested as nested
 from simstudy.estimators.fast_mixedlm import FastMixedLM
+from simstudy.estimators.formula import Formula, group_codes, nest_codes
+from support import dense_criterion
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "lme4"
 REF = pd.read_csv(DATA / "lme4_results.csv")
@@ -63,49 +63,53 @@ def test_call_centre_study_replicate_from_the_dgp():
     assert abs(info["crit"] - _lme4("cc_study_r3", 1, "crit")) < 1e-3
 
 
-def _problem(name: str, reml: bool = True) -> nested._Problem:
+def _stats(name: str) -> nested.NestedStats:
+    """The nested statistics of a reference data set (reps with ids unique across centres)."""
     data = pd.read_csv(DATA / f"{name}.csv")
-    prep = FastMixedLM(FORMULA, groups=["centre", "rep"])._prepare(data)
-    return nested._Problem(prep["stats"], reml)
+    y, X, _ = Formula(FORMULA).build(data)
+    cc, C = group_codes(data, "centre")
+    rc, Rn, problem = nest_codes(cc, data["rep"].to_numpy(), ("centre", "rep"))
+    assert not problem
+    return nested.nested_stats(y, X, cc, rc, C, Rn)
 
 
 def test_certificate_rejects_the_log_scale_answer():
     """At the log-scale optimiser's answer for replicate 3 (var(rep) = 0, var(centre) its face optimum) the
     one-sided derivative in theta_rep is negative: the certificate fails, naming var(rep) and the decrease
     available; at the optimum it passes."""
-    P = _problem("cc_study_r3")
-    S = P.S
-    t_c = ri.fit_ri(ri.stack_stats([S.centre_stats()]))["theta"][0]
-    ok, why, D = nested.certify_nested(P, np.array([0.0, np.sqrt(t_c)]))
-    assert not ok and "var(rep) at 0" in why and D["g"][0] < 0
-    gain = float(why.split("decrease available ")[1].split(" >")[0])
+    S = _stats("cc_study_r3")
+    t_c = ri.fit_ri(S.centre_stats())["theta"][0]
+    ok, why, D = nested.certify_nested(S, np.array([[0.0, np.sqrt(t_c)]]))
+    assert not ok[0] and "var(rep) at 0" in why[0] and D["g"][0, 0] < 0
+    gain = float(why[0].split("decrease available ")[1].split(" >")[0])
     assert gain > 1.0
     res = nested.fit_nested(S)
-    ok, why, _ = nested.certify_nested(P, np.sqrt(res["theta"]))
-    assert ok and why == "" and res["converged"]
+    ok, why, _ = nested.certify_nested(S, np.sqrt(res["theta"])[None])
+    assert ok[0] and why == [""] and res["converged"]
 
 
 def test_restarts_rescue_a_bad_first_run(monkeypatch):
     """A first Newton run that stops at a wrong point is caught by the certificate and the restarts find
     the optimum; when every run is wrong the fit is not converged with a message (status nonconverged)."""
-    P = _problem("cc_small_c")
-    good = nested.fit_nested(P.S)
+    S = _stats("cc_small_c")
+    good = nested.fit_nested(S)
     real = nested._newton
     calls = []
 
+    def wrong(s0):
+        return np.tile([0.0, 0.3], (s0.shape[0], 1)), np.ones(s0.shape[0], dtype=int)
+
     def first_wrong(P_, s0, max_iter=50):
         calls.append(1)
-        if len(calls) == 1:
-            return np.array([0.0, 0.3]), 1
-        return real(P_, s0, max_iter)
+        return wrong(s0) if len(calls) == 1 else real(P_, s0, max_iter)
 
     monkeypatch.setattr(nested, "_newton", first_wrong)
     monkeypatch.setattr(nested, "_polish", lambda P_, s, max_iter=10: s)
-    res = nested.fit_nested(P.S)
+    res = nested.fit_nested(S)
     assert res["converged"] and len(calls) > 1
     assert res["crit"] == pytest.approx(good["crit"], abs=1e-6)
-    monkeypatch.setattr(nested, "_newton", lambda P_, s0, max_iter=50: (np.array([0.0, 0.3]), 1))
-    res = nested.fit_nested(P.S, names=("rep", "centre"))
+    monkeypatch.setattr(nested, "_newton", lambda P_, s0, max_iter=50: wrong(s0))
+    res = nested.fit_nested(S, names=("rep", "centre"))
     assert not res["converged"]
     assert res["message"].startswith("optimality check failed: var(rep) at 0")
     data = pd.read_csv(DATA / "cc_small_c.csv")
@@ -212,3 +216,47 @@ def test_certificate_tolerance_is_relative_to_the_criterion():
     assert opt.entry_gain(np.array([0.5, -2.0, -2.0]), np.array([1.0, 4.0, -1.0])).tolist() == [0.0, 0.5, np.inf]
     assert float(opt.decrement(np.array([1.0, 0.0]), np.diag([2.0, 3.0]))) == 0.25
     assert float(opt.decrement(np.array([1.0, 0.0]), np.diag([2.0, -3.0]))) == np.inf
+
+
+# --- batches: compressed statistics, padding, lockstep ----------------------------------------------------
+def _same_result(a: dict, b: dict, r: int) -> None:
+    for key, v in a.items():
+        if key == "message":
+            assert v[0] == b[key][r]
+        else:
+            assert np.array_equal(v[0], b[key][r], equal_nan=True), key
+
+
+def test_batch_with_mixed_layouts_is_bit_identical():
+    """Replicates with different layouts (balanced, centres mixing rep sizes, singleton reps, boundary fits)
+    stacked with padding of classes, types, mixed centres and units: each replicate's result equals its fit
+    alone, bit for bit, in any order."""
+    stats = []
+    for seed, (vr, vc) in enumerate([(-6, -1), (-1, -6), (-2, -2), (-0.5, -0.5), (-6, -6), (-3, -0.3)]):
+        y, X, c, r = _design(seed, 3 + seed % 4, 2 + seed % 3, 1 + seed % 6, vr, vc)
+        stats.append(nested.nested_stats(y, X, c, r, c.max() + 1, r.max() + 1))
+    rng = np.random.default_rng(99)
+    bal_c, bal_r = np.repeat(np.arange(5), 12), np.repeat(np.arange(15), 4)  # balanced layout
+    X = np.column_stack([np.ones(60), rng.normal(size=60)])
+    y = X @ [1.0, 0.5] + rng.normal(size=5)[bal_c] + 0.5 * rng.normal(size=15)[bal_r] + rng.normal(size=60)
+    stats.append(nested.nested_stats(y, X, bal_c, bal_r, 5, 15))
+    shapes = {(S.cls_n.shape[1], S.typ_n.shape[1], S.mix_n.shape[1]) for S in stats}
+    assert len(shapes) > 3
+    for reml in (True, False):
+        alone = [nested.fit_nested_batch(S, reml) for S in stats]
+        for order in (np.arange(len(stats)), np.arange(len(stats))[::-1]):
+            res = nested.fit_nested_batch(nested.NestedStats.stack([stats[i] for i in order]), reml)
+            for r, i in enumerate(order):
+                _same_result(alone[i], res, r)
+
+
+def test_compressed_statistics_match_per_rep_sums():
+    """The criterion and gradient from compressed statistics (units, types, mixed centres) equal those of
+    the per-rep formulas (the dense definition in tests/estimators/test_reml.py checks both against H)."""
+    y, X, c, r = _design(5, 6, 4, 5, -1, -1)
+    S = nested.nested_stats(y, X, c, r, c.max() + 1, r.max() + 1)
+    assert S.mix_n.shape[1] > 0 and S.typ_n.shape[1] > 0
+    dense = _Dense(y, X, c, r, True)
+    tr, tc = np.array([0.0, 0.3, 2.0, 1e-6]), np.array([0.5, 0.0, 0.1, 3.0])
+    ev = nested.evaluate_nested(tr, tc, S, True)
+    np.testing.assert_allclose(ev["crit"], [dense.crit((a, b)) for a, b in zip(tr, tc)], rtol=1e-11)
