@@ -13,8 +13,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from typing import TYPE_CHECKING
+
 from simstudy.estimators.fast_mixedlm import FastMixedLM
-from simstudy.estimators.mixedlm import StatsmodelsMixedLM
+
+if TYPE_CHECKING:  # statsmodels is imported only when its engine is chosen
+    from simstudy.estimators.mixedlm import StatsmodelsMixedLM
 
 ENGINES = ("auto", "fast", "statsmodels")
 _FAST_ONLY = {"df_method", "slope"}
@@ -71,4 +75,6 @@ def MixedLM(  # noqa: N802 - reads as the class it returns
         return FastMixedLM(formula, groups=groups, reml=reml, level=level, **options)
     if set(options) & _FAST_ONLY:
         raise ValueError(f"{sorted(set(options) & _FAST_ONLY)[0]!r} needs engine='fast'")
+    from simstudy.estimators.mixedlm import StatsmodelsMixedLM
+
     return StatsmodelsMixedLM(formula, groups=groups, reml=reml, level=level, **options)

@@ -17,7 +17,7 @@ from typing import Literal
 
 import numpy as np
 import xarray as xr
-from scipy import stats
+from scipy import special  # scipy.stats would add ~0.4 s to every start
 
 from simstudy.stats.power import clopper_pearson
 
@@ -90,13 +90,13 @@ def critical_value(level: float, df: np.ndarray | float | None = None) -> np.nda
     if not 0 < level < 1:
         raise ValueError(f"level must lie between 0 and 1, got {level!r}")
     q = 1 - (1 - level) / 2
-    z = stats.norm.ppf(q)
+    z = special.ndtri(q)
     if df is None:
         return np.asarray(z)
     d = np.asarray(df, dtype=float)
     finite = np.isfinite(d) & (d > 0)
     with np.errstate(invalid="ignore"):
-        t = stats.t.ppf(q, np.where(finite, d, 1.0))
+        t = special.stdtrit(np.where(finite, d, 1.0), q)
     return np.where(finite, t, np.where(d == np.inf, z, np.nan))
 
 
@@ -205,11 +205,11 @@ def wald_pvalue(estimate: np.ndarray, se: np.ndarray, df: np.ndarray | None = No
     with np.errstate(invalid="ignore", divide="ignore"):
         stat = np.abs(est - np.asarray(null, dtype=float)) / s
         if df is None:
-            return 2 * stats.norm.sf(stat)
+            return 2 * special.ndtr(-stat)
         d = np.asarray(df, dtype=float)
         finite = np.isfinite(d) & (d > 0)
-        p_t = 2 * stats.t.sf(stat, np.where(finite, d, 1.0))
-        p_z = 2 * stats.norm.sf(stat)
+        p_t = 2 * special.stdtr(np.where(finite, d, 1.0), -stat)
+        p_z = 2 * special.ndtr(-stat)
     use_z = (d == np.inf) | (np.isnan(d) & np.asarray(z, dtype=bool))
     return np.where(finite, p_t, np.where(use_z, p_z, np.nan))
 

@@ -29,7 +29,7 @@ import math
 from typing import Literal
 
 import numpy as np
-from scipy import stats
+from scipy import special
 
 Test = Literal["z", "t"]
 
@@ -100,6 +100,8 @@ def cluster_trial_power(effect: float, K: float, m: float, icc: float, *, var: f
     >>> round(cluster_trial_power(0.3, 20, 20, 0.05, test="z"), 4)
     0.8595
     """
+    from scipy import stats  # here, not at the top: the run engine imports this module for clopper_pearson
+
     _check(K, m, icc, alpha, size_cv)
     se = math.sqrt(effect_variance(K, m, icc, var, size_cv, weighting))
     ncp = abs(effect) / se
@@ -150,6 +152,8 @@ def naive_type1_error(K: int, m: int, icc: float, *, alpha: float = 0.05) -> flo
     >>> round(naive_type1_error(10, 20, 0.0), 10)
     0.05
     """
+    from scipy import stats
+
     _check(K, m, icc, alpha)
     N = 2 * K * m
     c = math.sqrt(((N - 2) - 2 * (m - 1) * icc) / ((N - 2) * (1 + (m - 1) * icc)))
@@ -166,7 +170,7 @@ def clopper_pearson(successes: np.ndarray | int, n: np.ndarray | int, confidence
     n = np.asarray(n, dtype=float)
     a = (1 - confidence) / 2
     with np.errstate(invalid="ignore", divide="ignore"):
-        lower = np.where(x > 0, stats.beta.ppf(a, x, n - x + 1), 0.0)
-        upper = np.where(x < n, stats.beta.ppf(1 - a, x + 1, n - x), 1.0)
+        lower = np.where(x > 0, special.betaincinv(np.maximum(x, 1e-300), n - x + 1, a), 0.0)
+        upper = np.where(x < n, special.betaincinv(x + 1, np.maximum(n - x, 1e-300), 1 - a), 1.0)
     bad = ~(n > 0)
     return np.where(bad, np.nan, lower), np.where(bad, np.nan, upper)
