@@ -38,8 +38,9 @@ from typing import Any
 
 import numpy as np
 
-from simstudy.engine.rng import cell_key, replicate_rng
+from simstudy.engine.rng import ReplicateRngs, cell_key
 from simstudy.estimators.base import STATUSES, Fit
+from simstudy.estimators.formula import shared_designs
 
 #: Status code of a replicate that was not run (a cell the design's filter leaves out).
 NOT_RUN = -1
@@ -207,21 +208,22 @@ def safe_fit_batch(estimator: Any, datasets: Sequence[Any]) -> tuple[list[Fit], 
     return [p[0] for p in pairs], [p[1] for p in pairs]
 
 
-def _try_batch(estimator: Any, datasets: Sequence[Any], limit: Limit, budget: float, reps: tuple[int, int]
-               ) -> tuple[list[Fit], list[float]] | None:
-    """``estimator.fit_batch(datasets)`` within ``budget`` seconds (for replicates ``reps[0] .. reps[1]``):
-    (fits, seconds per replicate), or None if it ran out of time, raised, warned, or did not return one Fit
-    per dataset (the caller then fits them one at a time)."""
+def _try_batch(estimator: Any, datasets: Sequence[Any], limit: Limit, budget: float, reps: tuple[int, int],
+               arrays: bool = False) -> tuple[Any, list[float]] | None:
+    """``estimator.fit_batch(datasets)`` (``fit_batch_arrays`` with ``arrays``) within ``budget`` seconds (for
+    replicates ``reps[0] .. reps[1]``): (fits, seconds per replicate), or None if it ran out of time, raised,
+    warned, or did not return one fit per dataset (the caller then fits them one at a time)."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         t0 = time.perf_counter()
         try:
             limit.arm(budget, *reps)
             try:
-                fits = list(estimator.fit_batch(datasets))
+                fits = estimator.fit_batch_arrays(datasets) if arrays else list(estimator.fit_batch(datasets))
             finally:
                 limit.disarm()
-            ok = len(fits) == len(datasets) and all(isinstance(f, Fit) for f in fits)
+            ok = _valid_arrays(fits, len(datasets)) if arrays else \
+                len(fits) == len(datasets) and all(isinstance(f, Fit) for f in fits)
         except _TimedOut:
             limit.disarm()
             ok = False
@@ -229,6 +231,17 @@ def _try_batch(estimator: Any, datasets: Sequence[Any], limit: Limit, budget: fl
             ok = False
         seconds = (time.perf_counter() - t0) / max(len(datasets), 1)
     return (fits, [seconds] * len(datasets)) if ok and not caught else None
+
+
+def _valid_arrays(fits: Any, n: int) -> bool:
+    """``fit_batch_arrays`` returned stacked results of ``n`` replicates (see :class:`Stacked`)."""
+    try:
+        P = len(fits.params)
+        return (all(np.shape(getattr(fits, v)) == (n, P) for v in (*VALUES, "reported"))
+                and all(np.shape(getattr(fits, v)) == (n,) for v in ("status", "n_warnings"))
+                and len(fits.message) == n)
+    except Exception:
+        return False
 
 
 def run_chunk(study: Any, task: Task, *, timeout: float | None = None, beat: str | None = None) -> ChunkResult:
@@ -251,13 +264,13 @@ def run_chunk(study: Any, task: Task, *, timeout: float | None = None, beat: str
 
 
 def _run(study: Any, task: Task, limit: Limit) -> ChunkResult:
-    key = cell_key(task.cell)
     methods = tuple(study.estimators)
     reps = list(range(task.start, task.stop))
     n = len(reps)
-    batched = any(callable(getattr(e, "fit_batch", None)) for e in study.estimators.values())
-    fits: dict[str, list[Fit | None]] = {m: [None] * n for m in methods}
-    secs: dict[str, list[float]] = {m: [math.nan] * n for m in methods}
+    rngs = ReplicateRngs(task.seed, cell_key(task.cell), task.start, task.stop)
+    batched = any(callable(getattr(e, "fit_batch", None)) or callable(getattr(e, "fit_batch_arrays", None))
+                  for e in study.estimators.values())
+    columns = {m: _Column(n) for m in methods}
     gen_seconds = [math.nan] * n
     timeout = limit.timeout if limit.timeout is not None else math.inf
     spent = [0.0] * n  # seconds of each replicate's generate and fits so far
@@ -266,7 +279,7 @@ def _run(study: Any, task: Task, limit: Limit) -> ChunkResult:
     def generate(i: int) -> Any:
         t0 = time.perf_counter()
         try:
-            data = study.dgp.generate(replicate_rng(task.seed, key, reps[i]), **task.cell)
+            data = study.dgp.generate(rngs(reps[i]), **task.cell)
         except Exception as exc:
             data = GenerateError(f"generate failed: {type(exc).__name__}: {exc}".splitlines()[0])
         gen_seconds[i] = spent[i] = time.perf_counter() - t0
@@ -274,7 +287,7 @@ def _run(study: Any, task: Task, limit: Limit) -> ChunkResult:
 
     def fit_one(i: int, m: str, data: Any) -> None:
         fit, seconds = data.as_fit() if isinstance(data, GenerateError) else safe_fit(study.estimators[m], data)
-        fits[m][i], secs[m][i] = fit, seconds
+        columns[m].one(i, fit, seconds)
         spent[i] += seconds
 
     if batched:
@@ -287,33 +300,37 @@ def _run(study: Any, task: Task, limit: Limit) -> ChunkResult:
             except _TimedOut:
                 limit.disarm()
                 out[i] = True
-        for m, est in study.estimators.items():
-            live = [i for i in range(n) if not out[i]]
-            good = [i for i in live if not isinstance(datasets[i], GenerateError)]
-            batch = None
-            if good and callable(getattr(est, "fit_batch", None)):
-                budget = sum(max(timeout - spent[i], 0.0) for i in good)
-                batch = _try_batch(est, [datasets[i] for i in good], limit, budget, (reps[good[0]], reps[good[-1]]))
-            if batch is not None:
-                for i, fit, seconds in zip(good, *batch):
-                    fits[m][i], secs[m][i] = fit, seconds
-                    spent[i] += seconds
-            # one at a time: every replicate without a batch (or whose batch failed), else the failed generates
-            for i in live if batch is None else [i for i in live if isinstance(datasets[i], GenerateError)]:
-                try:
-                    limit.arm(timeout - spent[i], reps[i], reps[i])
-                    fit_one(i, m, datasets[i])
-                    limit.disarm()
-                except _TimedOut:
-                    limit.disarm()
-                    out[i] = True
+        with shared_designs():
+            for m, est in study.estimators.items():
+                live = [i for i in range(n) if not out[i]]
+                good = [i for i in live if not isinstance(datasets[i], GenerateError)]
+                batch = None
+                as_arrays = callable(getattr(est, "fit_batch_arrays", None))
+                if good and (as_arrays or callable(getattr(est, "fit_batch", None))):
+                    budget = sum(max(timeout - spent[i], 0.0) for i in good)
+                    batch = _try_batch(est, [datasets[i] for i in good], limit, budget,
+                                       (reps[good[0]], reps[good[-1]]), arrays=as_arrays)
+                if batch is not None:
+                    columns[m].many(good, batch[0], batch[1][0] if batch[1] else math.nan)
+                    for i, seconds in zip(good, batch[1]):
+                        spent[i] += seconds
+                # one at a time: every replicate without a batch (or whose batch failed), else the failed generates
+                for i in live if batch is None else [i for i in live if isinstance(datasets[i], GenerateError)]:
+                    try:
+                        limit.arm(timeout - spent[i], reps[i], reps[i])
+                        fit_one(i, m, datasets[i])
+                        limit.disarm()
+                    except _TimedOut:
+                        limit.disarm()
+                        out[i] = True
     else:
         for i in range(n):
             try:
                 limit.arm(timeout, reps[i], reps[i])
                 data = generate(i)
-                for m in methods:
-                    fit_one(i, m, data)
+                with shared_designs():
+                    for m in methods:
+                        fit_one(i, m, data)
                 limit.disarm()
             except _TimedOut:
                 limit.disarm()
@@ -323,8 +340,8 @@ def _run(study: Any, task: Task, limit: Limit) -> ChunkResult:
         for i in (i for i in range(n) if out[i]):
             gen_seconds[i] = math.nan
             for m in methods:
-                fits[m][i], secs[m][i] = failed, math.nan
-    return _to_arrays(task, methods, fits, secs, gen_seconds)  # type: ignore[arg-type]
+                columns[m].one(i, failed, math.nan)
+    return _to_arrays(task, methods, columns, gen_seconds)
 
 
 class GenerateError:
@@ -337,14 +354,90 @@ class GenerateError:
         return Fit.failed(self.message), 0.0
 
 
-def _to_arrays(
-    task: Task,
-    methods: tuple[str, ...],
-    fits: dict[str, list[Fit]],
-    secs: dict[str, list[float]],
-    gen_seconds: list[float],
-) -> ChunkResult:
-    params = tuple(dict.fromkeys(p for m in methods for f in fits[m] for p in f.params))
+class _Column:
+    """One estimator's results in a chunk: stacked results of batches and single Fits, by replicate."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.pieces: list[tuple[list[int], Any, float]] = []  # (rows, stacked results, seconds per replicate)
+        self.fits: dict[int, tuple[Fit, float]] = {}
+
+    def many(self, rows: list[int], fits: Any, seconds: float) -> None:
+        """A batch's results: stacked arrays (``fit_batch_arrays``) or a list of Fits (``fit_batch``)."""
+        self.pieces.append((rows, _stack(fits) if isinstance(fits, list) else fits, seconds))
+        for i in rows:
+            self.fits.pop(i, None)
+
+    def one(self, i: int, fit: Fit, seconds: float) -> None:
+        self.fits[i] = (fit, seconds)
+        for rows, _, _ in self.pieces:
+            if i in rows:  # a replicate refitted after its batch (timed out): the single result counts
+                rows[rows.index(i)] = -1
+
+    def params(self) -> list[str]:
+        """Every parameter reported, in order of first appearance by replicate (as Fits were read before)."""
+        first: dict[int, tuple[str, ...]] = {}
+        for rows, stacked, _ in self.pieces:
+            names = getattr(stacked, "names", None)
+            for k, i in enumerate(rows):
+                if i >= 0:
+                    first[i] = names[k] if names is not None else stacked.params
+        for i, (fit, _) in self.fits.items():
+            first[i] = fit.params
+        return list(dict.fromkeys(p for i in sorted(first) for p in first[i]))
+
+
+@dataclass
+class Stacked:
+    """Fits of several replicates as arrays; what an estimator's ``fit_batch_arrays`` returns (duck-typed:
+    :class:`simstudy.estimators.ols.FitArrays` is one). Values and ``reported`` are (replicates, params),
+    ``status`` (codes into STATUSES) and ``n_warnings`` (replicates,), ``message`` a sequence of str;
+    ``names`` (optional) each replicate's own parameters, for their order."""
+
+    params: tuple[str, ...]
+    estimate: np.ndarray
+    se: np.ndarray
+    ci_lower: np.ndarray
+    ci_upper: np.ndarray
+    df: np.ndarray
+    reported: np.ndarray
+    status: np.ndarray
+    n_warnings: np.ndarray
+    message: list[str]
+    names: list[tuple[str, ...]]
+
+
+_STATUS = {s: k for k, s in enumerate(STATUSES)}
+
+
+def _stack(fits: list[Fit]) -> Stacked:
+    """A list of Fits as :class:`Stacked` arrays (Fits with the same parameters stacked in one go)."""
+    n = len(fits)
+    by_names: dict[tuple[str, ...], list[int]] = {}
+    for i, f in enumerate(fits):
+        by_names.setdefault(f.params, []).append(i)
+    params = tuple(dict.fromkeys(p for names in by_names for p in names))
+    index = {p: j for j, p in enumerate(params)}
+    P = len(params)
+    values = {v: np.full((n, P), np.nan) for v in VALUES}
+    reported = np.zeros((n, P), bool)
+    for names, rows in by_names.items():
+        if not names:
+            continue
+        cols = [index[p] for p in names]
+        at = (rows, slice(None)) if len(cols) == P and cols == list(range(P)) else np.ix_(rows, cols)
+        for v in VALUES:
+            values[v][at] = np.array([getattr(fits[i], v) for i in rows], dtype=float).reshape(len(rows), len(cols))
+        reported[at] = True
+    return Stacked(params, *(values[v] for v in VALUES), reported,
+                   np.array([_STATUS[f.status] for f in fits], np.int8),
+                   np.array([f.n_warnings for f in fits], np.int32), [f.message for f in fits],
+                   [f.params for f in fits])
+
+
+def _to_arrays(task: Task, methods: tuple[str, ...], columns: dict[str, _Column], gen_seconds: list[float]
+               ) -> ChunkResult:
+    params = tuple(dict.fromkeys(p for m in methods for p in columns[m].params()))
     index = {p: i for i, p in enumerate(params)}
     n, n_m, n_p = task.stop - task.start, len(methods), len(params)
     values = {v: np.full((n, n_m, n_p), np.nan) for v in VALUES}
@@ -352,18 +445,36 @@ def _to_arrays(
     n_warnings = np.zeros((n, n_m), np.int32)
     message = np.empty((n, n_m), dtype=object)
     reported = np.zeros((n, n_m, n_p), dtype=bool)
+    fit_seconds = np.full((n, n_m), np.nan)
     for j, m in enumerate(methods):
-        for i, fit in enumerate(fits[m]):
+        column = columns[m]
+        for rows, stacked, seconds in column.pieces:
+            take = [k for k, i in enumerate(rows) if i >= 0]
+            if not take:
+                continue
+            at = [rows[k] for k in take]
+            src = slice(None) if len(take) == len(rows) else take
+            cols = [index[p] for p in stacked.params]
+            block = np.ix_(at, [j], cols)
+            for v in VALUES:
+                values[v][block] = np.asarray(getattr(stacked, v), dtype=float)[src][:, None, :]
+            reported[block] = np.asarray(stacked.reported, dtype=bool)[src][:, None, :]
+            status[at, j] = np.asarray(stacked.status)[src]
+            n_warnings[at, j] = np.asarray(stacked.n_warnings)[src]
+            texts = list(stacked.message)
+            message[at, j] = [texts[k] for k in take]
+            fit_seconds[at, j] = seconds
+        for i, (fit, seconds) in column.fits.items():
             cols = [index[p] for p in fit.params]
             reported[i, j, cols] = True
             for v in VALUES:
                 values[v][i, j, cols] = getattr(fit, v)
-            status[i, j] = STATUSES.index(fit.status)
+            status[i, j] = _STATUS[fit.status]
             n_warnings[i, j] = fit.n_warnings
             message[i, j] = fit.message
+            fit_seconds[i, j] = seconds
     return ChunkResult(
         cell_index=task.cell_index, start=task.start, estimators=methods, params=params, values=values,
-        status=status, n_warnings=n_warnings, message=message.astype(str),
-        fit_seconds=np.array([secs[m] for m in methods], dtype=float).T.reshape(n, n_m),
+        status=status, n_warnings=n_warnings, message=message.astype(str), fit_seconds=fit_seconds,
         generate_seconds=np.asarray(gen_seconds, dtype=float), reported=reported,
     )

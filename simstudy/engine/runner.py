@@ -28,7 +28,7 @@ import numpy as np
 import xarray as xr
 
 from simstudy import __version__
-from simstudy.engine.assemble import estimates_dataset, summary_dataset
+from simstudy.engine.assemble import estimates_dataset, write_estimates
 from simstudy.engine.checkpoint import ChunkFile, write_chunk
 from simstudy.engine.chunk import ChunkResult, Task
 from simstudy.engine.cluster import cap_jobs, usable_cores, workers
@@ -266,10 +266,11 @@ def _check_same_study(out: Path, name: str) -> None:
             raise ValueError(f"{str(out)!r} holds results of study {previous!r}, not {name!r}; choose another --out")
 
 
-def _write_output(ds: xr.Dataset, out: Path, name: str) -> None:
-    """Write one output file; a failure (a full disk, say) becomes one line saying the checkpoints are safe."""
+def _write_output(ds: xr.Dataset | Callable[[Path], Any], out: Path, name: str) -> Any:
+    """Write one output file (a Dataset, or a function that writes the file at the path it is given and
+    returns what it returns); a failure (a full disk, say) becomes one line saying the checkpoints are safe."""
     try:
-        write_netcdf(ds, out / name)
+        return ds(out / name) if callable(ds) else write_netcdf(ds, out / name)
     except (OSError, RuntimeError) as exc:
         free = shutil.disk_usage(out).free
         reason = "the disk is full" if free < 64 * 2**20 or getattr(exc, "errno", None) == 28 else \
@@ -405,19 +406,30 @@ def run_study(study: Study, config: RunConfig = RunConfig(), *, study_file: Path
             stopped, elapsed, ran = _compute(study, plan, config, chunk, jobs, len(cells) * reps, started)
         if config.shard:
             return None
-        estimates = estimates_dataset(study.design.factors, cells, truths, list(study.estimators), reps,
-                                      plan.results(), params=plan.params(), nulls=study.nulls)
         if not config.write:
+            estimates = estimates_dataset(study.design.factors, cells, truths, list(study.estimators), reps,
+                                          plan.results(), params=plan.params(), nulls=study.nulls)
             return estimates, None
-        summary = summary_dataset(estimates, ref=study.reference, level=nominal_level(study), alpha=study.alpha)
-        info |= {"finished": datetime.now(timezone.utc).isoformat(), "seconds": round(elapsed, 3), "executed": ran,
-                 "stopped_early": [cells[i] for i in stopped]}
-        meta["run"]["complete"] = True
-        for ds in (estimates, summary):
-            ds.attrs.update(meta | {"provenance": info})
-        for name, ds in (("estimates.nc", estimates), ("summary.nc", summary)):
-            _write_output(ds, out, name)
+
+        def attrs() -> dict[str, Any]:
+            """The outputs' attributes, once every cell is written: the run is complete."""
+            if "finished" not in info:
+                info.update({"finished": datetime.now(timezone.utc).isoformat(), "seconds": round(elapsed, 3),
+                             "executed": ran, "stopped_early": [cells[i] for i in stopped]})
+                meta["run"]["complete"] = True
+            return meta | {"provenance": info}
+
+        # cells are read from their checkpoints, written and summarized a group at a time (flat memory)
+        summary = _write_output(lambda path: write_estimates(
+            path, study.design.factors, cells, truths, list(study.estimators), reps, plan.results(),
+            plan.params(), study.nulls, attrs=attrs, ref=study.reference, level=nominal_level(study),
+            alpha=study.alpha), out, "estimates.nc")
+        summary.attrs.update(attrs())
+        _write_output(summary, out, "summary.nc")
         write_json(meta | {"provenance": info}, out / "study.json")
+        # the estimates stay on disk, read as they are used (the summary is small)
+        estimates = xr.open_dataset(out / "estimates.nc", engine="netcdf4")
+        estimates.attrs = meta | {"provenance": info}
     return estimates, summary
 
 

@@ -35,7 +35,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
         raise
 
 
-def _plain_attrs(attrs: dict[str, Any]) -> dict[str, Any]:
+def plain_attrs(attrs: dict[str, Any]) -> dict[str, Any]:
     """netCDF attributes: strings, numbers and 1-D numeric arrays (CF's ``flag_values``, say) as they are,
     anything structured as a JSON string."""
     out = {}
@@ -64,11 +64,66 @@ def json_attr(ds: xr.Dataset, key: str, default: Any = None) -> Any:
 def write_netcdf(ds: xr.Dataset, path: Path) -> None:
     """Write ``ds`` to ``path`` (netCDF4) atomically; structured attributes become JSON strings."""
     ds = ds.copy()
-    ds.attrs = _plain_attrs(ds.attrs)
+    ds.attrs = plain_attrs(ds.attrs)
     for var in ds.variables.values():
-        var.attrs = _plain_attrs(var.attrs)
+        var.attrs = plain_attrs(var.attrs)
     with atomic_path(path) as tmp:
         ds.to_netcdf(tmp, engine="netcdf4")
+
+
+@contextmanager
+def netcdf_writer(path: Path, coords: dict[str, Any]) -> Iterator[Any]:
+    """Write a netCDF4 file atomically, variable by variable and block by block: yields the open
+    ``netCDF4.Dataset`` with the dimensions of ``coords`` (1-D, one per dimension); add variables with
+    :func:`add_variable` and fill them. The coordinate variables follow the others (as ``to_netcdf`` orders
+    them) and the file is renamed into place when the block ends."""
+    import netCDF4
+
+    coordinates = {name: np.asarray(values) for name, values in coords.items()}
+    with atomic_path(path) as tmp:
+        with netCDF4.Dataset(tmp, "w", format="NETCDF4") as nc:
+            nc.set_auto_maskandscale(False)
+            for name, values in coordinates.items():
+                nc.createDimension(name, values.shape[0])
+            yield nc
+            for name, values in coordinates.items():
+                add_variable(nc, name, (name,), _coordinate_dtype(values), {})[:] = values
+
+
+def _coordinate_dtype(values: np.ndarray) -> np.dtype:
+    """The dtype xarray gives a coordinate of these values (strings for an object array of strings)."""
+    return xr.Variable(("x",), values).dtype
+class _Variable:
+    """A netCDF4 variable filled with numpy blocks encoded as xarray encodes them (bool as int8)."""
+
+    def __init__(self, var: Any, kind: str) -> None:
+        self.var, self.kind = var, kind
+
+    def __setitem__(self, key: Any, values: np.ndarray) -> None:
+        if self.kind == "b":
+            values = np.asarray(values, dtype=np.int8)
+        elif self.kind in "OU":
+            values = np.asarray(values, dtype=object)
+        self.var[key] = values
+
+
+def add_variable(nc: Any, name: str, dims: tuple[str, ...], dtype: np.dtype, attrs: dict[str, Any]) -> _Variable:
+    """Create a variable in a :func:`netcdf_writer` file as ``xarray.Dataset.to_netcdf`` would: floats with
+    ``_FillValue`` NaN, booleans as int8 with ``dtype: bool``, strings as variable-length strings, contiguous."""
+    dtype = np.dtype(dtype)
+    attrs = plain_attrs(dict(attrs))
+    if dtype.kind == "f":
+        var = nc.createVariable(name, dtype, dims, fill_value=dtype.type(np.nan))
+    elif dtype.kind == "b":
+        var = nc.createVariable(name, np.int8, dims)
+        attrs["dtype"] = "bool"
+    elif dtype.kind in "OU":
+        var = nc.createVariable(name, str, dims)
+    else:
+        var = nc.createVariable(name, dtype, dims)
+    if attrs:
+        var.setncatts(attrs)
+    return _Variable(var, dtype.kind)
 
 
 def read_netcdf(path: Path) -> xr.Dataset:

@@ -13,11 +13,20 @@ simulation models use, with patsy's names for the columns so results line up wit
   factor gets a column for every level (``C(g)[a]``, ``C(g)[b]``).
 
 Anything else is refused with a clear ``ValueError`` when the formula is parsed, not when it is used.
+
+Shared designs: inside ``with shared_designs():`` (the runner opens one around each chunk) :meth:`Formula.build`
+builds each (formula text, data object) once and hands every later caller the same arrays, so estimators that
+share a formula (OLS, cluster-robust OLS, the mixed model ...) share one design matrix per replicate. The
+shared design matrix is read-only (an estimator that wrote into it would change the data of the next one);
+``y`` is, as always, the data's own array when that is already float64.
 """
 
 from __future__ import annotations
 
 import re
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -91,6 +100,10 @@ class Formula:
             if tuple(factors) not in terms:
                 terms.append(tuple(factors))
         self.terms: tuple[tuple[_Factor, ...], ...] = tuple(terms)
+        #: Every term a single numeric column (``y ~ x + treat``): the design is built column by column.
+        self._numeric = tuple(t[0].column for t in self.terms) \
+            if all(len(t) == 1 and not t[0].categorical for t in self.terms) else None
+        self._names = (("Intercept",) if self.intercept else ()) + (self._numeric or ())
 
     def __repr__(self) -> str:
         return f"Formula({self.text!r})"
@@ -115,12 +128,32 @@ class Formula:
         Returns
         -------
         y : numpy.ndarray, shape (n,)
-        X : numpy.ndarray, shape (n, p), float64, Fortran-ordered
+        X : numpy.ndarray, shape (n, p), float64, Fortran-ordered (read-only inside :func:`shared_designs`)
         names : tuple of str
         """
+        cache: dict | None = getattr(_SHARED, "cache", None)
+        if cache is None:
+            return self._build(data)
+        key = (self.text, id(data))
+        hit = cache.get(key)
+        if hit is not None and hit[0] is data:
+            return hit[1]
+        built = self._build(data)
+        size = built[1].nbytes
+        if _SHARED.bytes + size <= SHARED_BYTES:
+            built[1].flags.writeable = False
+            cache[key] = (data, built)  # the data object is kept: its id stays its own
+            _SHARED.bytes += size
+        return built
+
+    def _build(self, data: Data) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
         self.check_columns(data)
         y = np.asarray(data[self.response], dtype=float)
         n = y.shape[0]
+        if self._numeric is not None and y.ndim == 1:
+            X = _numeric_design(data, self._numeric, self.intercept, n)
+            if X is not None:
+                return y, X, self._names
         blocks: list[np.ndarray] = []
         names: list[str] = []
         if self.intercept:
@@ -153,6 +186,38 @@ class Formula:
             X[:, j : j + block.shape[1]] = block
             j += block.shape[1]
         return y, X, tuple(names)
+
+
+def _numeric_design(data: Data, columns: tuple[str, ...], intercept: bool, n: int) -> np.ndarray | None:
+    """The design of numeric columns (and an intercept) filled column by column; the same numbers as the
+    general path (``astype(float)`` of each column), or None where that path is needed (a column that is
+    not a 1-D array of n numbers)."""
+    X = np.empty((n, len(columns) + intercept), order="F")
+    if intercept:
+        X[:, 0] = 1.0
+    for j, col in enumerate(columns, start=intercept):
+        values = np.asarray(data[col])
+        if values.ndim != 1 or values.shape[0] != n or values.dtype.kind not in "biuf":
+            return None
+        X[:, j] = values
+    return X
+
+
+#: Bytes of design matrices :func:`shared_designs` keeps at most (further builds are not shared).
+SHARED_BYTES = 512 * 2**20
+_SHARED = threading.local()
+
+
+@contextmanager
+def shared_designs() -> Iterator[None]:
+    """Within this block (in this thread) every :meth:`Formula.build` of the same formula text on the same
+    data object returns the same (read-only) arrays, built once. The runner opens one per chunk."""
+    previous = getattr(_SHARED, "cache", None), getattr(_SHARED, "bytes", 0)
+    _SHARED.cache, _SHARED.bytes = {}, 0
+    try:
+        yield
+    finally:
+        _SHARED.cache, _SHARED.bytes = previous
 
 
 def group_codes(data: Data, column: str) -> tuple[np.ndarray, int]:

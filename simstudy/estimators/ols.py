@@ -39,15 +39,19 @@ fit). No residual degrees of freedom (``n <= p``), fewer than two clusters, or n
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
 import numpy as np
 from scipy.linalg import lapack
 from scipy.special import stdtrit
 
-from simstudy.estimators.base import Fit
+from simstudy.estimators.base import STATUSES, Fit
 from simstudy.estimators.formula import Formula, _levels_codes, group_codes
 from simstudy.types import Data
 
-__all__ = ["OLS"]
+__all__ = ["OLS", "FitArrays"]
 
 #: Relative tolerance for aliased (not estimable) columns; R's ``lm`` uses the same value.
 DEFAULT_TOL = 1e-7
@@ -101,83 +105,167 @@ class OLS:
 
     # ------------------------------------------------------------------------------------------------
     def fit(self, data: Data) -> Fit:
-        """Fit one replicate; see the module docstring for what is reported."""
-        y, X, names = self.formula.build(data)
-        fe = cl = None
-        if self.fixed_effects is not None:
-            fe, _ = group_codes(data, self.fixed_effects)
-        if self.groups is not None:
-            cl = fe if self.groups == self.fixed_effects else group_codes(data, self.groups)[0]
+        """Fit one replicate; see the module docstring for what is reported (the batched code with a batch
+        of one)."""
+        return self._fit_many([data], arrays=False).only()
 
-        # complete cases (fast path: a finite sum means every value is finite)
-        if not np.isfinite(y.sum() + X.sum()):
-            ok = np.isfinite(y) & np.isfinite(X).all(axis=1)
-            y, X = y[ok], np.asfortranarray(X[ok])
-            same = cl is fe
-            fe = None if fe is None else _levels_codes(fe[ok])[1]
-            cl = fe if same else None if cl is None else _levels_codes(cl[ok])[1]
-        n = y.shape[0]
-        n_fe = int(fe.max()) + 1 if fe is not None and n else 0
+    def fit_batch(self, datasets: Sequence[Data]) -> list[Fit]:
+        """Fit many replicates; each Fit is bit-identical to ``fit`` of that replicate alone."""
+        arrays = self._fit_many(datasets)
+        return [arrays.fit(i) for i in range(len(datasets))]
 
-        norms = None  # column norms before the within transformation; from R when there is none
-        if fe is not None:
+    def fit_batch_arrays(self, datasets: Sequence[Data]) -> FitArrays:
+        """Fit many replicates and return the results stacked (:class:`FitArrays`), without a Fit per replicate."""
+        return self._fit_many(datasets)
+
+    # ------------------------------------------------------------------------------------------------
+    def _fit_many(self, datasets: Sequence[Data], arrays: bool = True) -> Any:
+        """Every replicate's design (shared through :func:`~simstudy.estimators.formula.shared_designs`), one
+        QR per replicate (LAPACK, as ``fit`` always did), then the rest vectorised over the replicates of the
+        same shape. Each step treats a replicate on its own (elementwise, or a stacked product whose matrices
+        are the replicate's), so the numbers do not depend on the batch."""
+        out = _Collector(len(datasets), self.level)
+        stacks: dict[tuple, list] = {}  # (n, names): replicates whose full design goes through one QR each
+        for i, data in enumerate(datasets):
+            y, X, names = self.formula.build(data)
+            fe = cl = None
+            if self.fixed_effects is not None:
+                fe, _ = group_codes(data, self.fixed_effects)
+            if self.groups is not None:
+                cl = fe if self.groups == self.fixed_effects else group_codes(data, self.groups)[0]
+
+            # complete cases (fast path: a finite sum means every value is finite)
+            if not np.isfinite(y.sum() + X.sum()):
+                ok = np.isfinite(y) & np.isfinite(X).all(axis=1)
+                y, X = y[ok], np.asfortranarray(X[ok])
+                same = cl is fe
+                fe = None if fe is None else _levels_codes(fe[ok])[1]
+                cl = fe if same else None if cl is None else _levels_codes(cl[ok])[1]
+            n = y.shape[0]
+            if fe is None:
+                p = X.shape[1]
+                if 0 < p < n and len(datasets) > 1:
+                    stacks.setdefault((n, names), []).append((i, y, X, cl))
+                    continue
+                self._solve_one(out, i, y, X, names, None, cl, 0)
+                continue
+            n_fe = int(fe.max()) + 1 if n else 0
             norms = np.sqrt(np.einsum("ij,ij->j", X, X))
             # the group intercepts span the formula's intercept (the first column): drop it, demean the rest
             if self.formula.intercept:
                 X, norms, names = X[:, 1:], norms[1:], names[1:]
             X, y = _within(X, y, fe, n_fe)
-        p_all = len(names)
+            self._solve_one(out, i, y, X, names, norms, cl, n_fe)
+        for (n, names), members in stacks.items():
+            self._solve_stack(out, n, names, members)
+        return out.arrays() if arrays else out
 
+    def _solve_stack(self, out: _Collector, n: int, names: tuple[str, ...], members: list) -> None:
+        """Replicates with the same n and columns (no fixed effects): ``[X y]`` stacked, one QR each, the
+        collinearity check vectorised; a replicate with an aliased column is redone on its own."""
+        p = len(names)
+        Z = np.empty((len(members), p + 1, n))  # Z[r].T is replicate r's [X y], Fortran-ordered
+        for r, (_, y, X, _) in enumerate(members):
+            Z[r, :p] = X.T
+            Z[r, p] = y
+            qr = lapack.dgeqrf(Z[r].T, overwrite_a=1)[0]
+            if not np.shares_memory(qr, Z):  # pragma: no cover - f2py copied after all
+                Z[r] = qr.T
+        # R[r] = replicate r's R, Fortran-ordered as in ``_qr_estimable`` (stacked products and einsums then
+        # run the same kernels, in the same order, as on one replicate's R)
+        R = np.multiply(Z[:, :p, :p], _upper(p).T, out=np.empty((len(members), p, p))).transpose(0, 2, 1)
+        ref = np.sqrt(np.einsum("rij,rij->rj", R, R))
+        bad = ~(np.abs(np.diagonal(R, axis1=1, axis2=2)) > self.tol * ref)
+        aliased = bad.any(axis=1)
+        good = np.flatnonzero(~aliased)
+        for r in np.flatnonzero(aliased):
+            i, y, X, cl = members[r]
+            self._solve_one(out, i, y, X, names, None, cl, 0)
+        if not good.size:
+            return
+        kept = list(range(p))
+        qty = Z[good, p, :p]
+        rss = [float(v) ** 2 for v in Z[good, p, p]]
+        self._finish(out, [members[r] for r in good], names, kept, [], R[good], qty, rss, 0, n)
+
+    def _solve_one(self, out: _Collector, i: int, y: np.ndarray, X: np.ndarray, names: tuple[str, ...],
+                   norms: np.ndarray | None, cl: np.ndarray | None, n_fe: int) -> None:
+        """One replicate on its own: QRs dropping aliased columns (R's ``lm`` rule), then :meth:`_finish`."""
+        n = y.shape[0]
         kept, notes, R, qty, rss = self._qr_estimable(X, y, norms, names)
         k = len(kept)
         n_par = k + n_fe  # parameters of the equivalent dummy-variable regression
         if k == 0:
-            return Fit.failed("no estimable coefficient" + "".join(f"; {t}" for t in notes), names)
-        df_resid = n - n_par
-        if df_resid <= 0:
-            return Fit.failed(f"no residual degrees of freedom (n={n}, parameters={n_par})", names)
+            out.failed(i, "no estimable coefficient" + "".join(f"; {t}" for t in notes), names)
+            return
+        if n - n_par <= 0:
+            out.failed(i, f"no residual degrees of freedom (n={n}, parameters={n_par})", names)
+            return
+        self._finish(out, [(i, y, X, cl)], names, kept, notes, R[None], qty[None], [rss], n_fe, n)
 
-        Rinv, info = lapack.dtrtri(R, lower=0)
-        if info != 0:
-            return Fit.failed("singular design (triangular inverse failed)", names)
-        beta = Rinv @ qty if k <= 8 else lapack.dtrtrs(R, qty, lower=0)[0]
-
-        if cl is None:
-            var = (rss / df_resid) * np.einsum("ij,ij->i", Rinv, Rinv)
-            df = float(df_resid)
+    def _finish(self, out: _Collector, members: list, names: tuple[str, ...], kept: list[int], notes: list[str],
+                R: np.ndarray, qty: np.ndarray, rss: list[float], n_fe: int, n: int) -> None:
+        """Coefficients, standard errors and df of replicates with the same n, columns and kept columns, from
+        their R (stacked, upper triangular), Q'y and residual sums of squares."""
+        k, p_all = len(kept), len(names)
+        df_resid = n - (k + n_fe)
+        inverses, ok = [], []
+        for r, member in enumerate(members):
+            inv, info = lapack.dtrtri(R[r], lower=0)
+            if info != 0:
+                out.failed(member[0], "singular design (triangular inverse failed)", names)
+                continue
+            inverses.append(inv)
+            ok.append(r)
+        if len(ok) < len(members):
+            if not ok:
+                return
+            members, R, qty, rss = [members[r] for r in ok], R[ok], qty[ok], [rss[r] for r in ok]
+        m = len(members)
+        Rinv = np.empty((m, k, k))  # Rinv[r] Fortran-ordered, as dtrtri returns it
+        for r, inv in enumerate(inverses):
+            Rinv[r] = inv.T
+        Rinv = Rinv.transpose(0, 2, 1)
+        if k <= 8:
+            beta = (Rinv @ qty[:, :, None])[:, :, 0]
         else:
-            n_cl = int(cl.max()) + 1
-            if n_cl < 2:
-                return Fit.failed("cluster-robust standard errors need at least 2 clusters", names)
-            Xk = X if k == X.shape[1] else X[:, kept]
-            scores = Xk * (y - Xk @ beta)[:, None]
-            S = np.empty((k, n_cl))
-            for j in range(k):
-                S[j] = np.bincount(cl, weights=scores[:, j], minlength=n_cl)
-            half = (Rinv @ Rinv.T) @ S  # (X'X)^-1 S'
-            factor = n_cl / (n_cl - 1) * (n - 1) / df_resid
-            var = factor * np.einsum("ij,ij->i", half, half)
-            df = float(n_cl - 1)
-
+            beta = np.array([lapack.dtrtrs(R[r], qty[r], lower=0)[0] for r in range(m)]).reshape(m, k)
+        df = np.empty(m)
+        keep = np.ones(m, bool)
+        if members[0][3] is None:
+            var = (np.array(rss) / df_resid)[:, None] * np.einsum("rij,rij->ri", Rinv, Rinv)
+            df[:] = float(df_resid)
+        else:
+            var = np.empty((m, k))
+            for r, (i, y, X, cl) in enumerate(members):
+                n_cl = int(cl.max()) + 1
+                if n_cl < 2:
+                    keep[r] = False
+                    out.failed(i, "cluster-robust standard errors need at least 2 clusters", names)
+                    continue
+                Xk = X if k == X.shape[1] else X[:, kept]
+                scores = Xk * (y - Xk @ beta[r])[:, None]
+                S = np.empty((k, n_cl))
+                for j in range(k):
+                    S[j] = np.bincount(cl, weights=scores[:, j], minlength=n_cl)
+                half = (inverses[r] @ inverses[r].T) @ S  # (X'X)^-1 S'
+                factor = n_cl / (n_cl - 1) * (n - 1) / df_resid
+                var[r] = factor * np.einsum("ij,ij->i", half, half)
+                df[r] = float(n_cl - 1)
+            if not keep.all():
+                if not keep.any():
+                    return
+                members, beta, var, df = [mb for mb, kp in zip(members, keep) if kp], beta[keep], var[keep], df[keep]
+                m = len(members)
         se = np.sqrt(var)
         if k == p_all:
-            est, dfs = beta, np.full(k, df)
+            est, dfs = beta, np.repeat(df[:, None], k, axis=1)
         else:
-            est, se_all, dfs = np.full(p_all, np.nan), np.full(p_all, np.nan), np.full(p_all, np.nan)
-            est[kept], se_all[kept], dfs[kept] = beta, se, df
+            est, se_all, dfs = np.full((m, p_all), np.nan), np.full((m, p_all), np.nan), np.full((m, p_all), np.nan)
+            est[:, kept], se_all[:, kept], dfs[:, kept] = beta, se, df[:, None]
             se = se_all
-        half_width = stdtrit(df, 0.5 + self.level / 2) * se
-        return Fit(
-            names if isinstance(names, tuple) else tuple(names),
-            est,
-            se,
-            est - half_width,
-            est + half_width,
-            dfs,
-            "ok",
-            0,
-            "not estimable: " + "; ".join(notes) if notes else "",
-        )
+        message = "not estimable: " + "; ".join(notes) if notes else ""
+        out.add([mb[0] for mb in members], names, est, se, dfs, df, message)
 
     # ------------------------------------------------------------------------------------------------
     def _qr_estimable(
@@ -207,13 +295,13 @@ class OLS:
                     kept.append(j)
         while True:
             k = len(kept)
+            if n <= k or k == 0:
+                # too few rows to tell; the caller reports no residual df
+                return kept, notes, np.empty((k, k)), np.empty(k), 0.0
             A = np.empty((n, k + 1), order="F")
             A[:, :k] = X if k == p else X[:, kept]
             A[:, k] = y
             qr = lapack.dgeqrf(A, overwrite_a=1)[0]
-            if n <= k or k == 0:
-                # too few rows to tell; the caller reports no residual df
-                return kept, notes, np.empty((k, k)), np.empty(k), 0.0
             R = qr[:k, :k] * _upper(k)
             ref = np.sqrt(np.einsum("ij,ij->j", R, R)) if norms is None else norms[kept]
             bad = np.flatnonzero(~(np.abs(np.diagonal(R)) > tol * ref))
@@ -251,3 +339,97 @@ def _within(X: np.ndarray, y: np.ndarray, codes: np.ndarray, n_groups: int) -> t
         Xw[:, j] = X[:, j] - (np.bincount(codes, weights=X[:, j], minlength=n_groups) / counts)[codes]
     yw = y - (np.bincount(codes, weights=y, minlength=n_groups) / counts)[codes]
     return Xw, yw
+
+
+@dataclass
+class FitArrays:
+    """The fits of a batch of replicates, stacked: what ``fit_batch_arrays`` returns (the runner takes these
+    arrays as they are, instead of one :class:`~simstudy.estimators.base.Fit` per replicate).
+
+    ``params`` is every parameter any replicate reports, in order of first appearance; the values are
+    (replicates, params) arrays, NaN where a replicate does not report a parameter (``reported`` False) or
+    could not estimate it. ``status`` holds codes into :data:`~simstudy.estimators.base.STATUSES`.
+    """
+
+    params: tuple[str, ...]
+    estimate: np.ndarray
+    se: np.ndarray
+    ci_lower: np.ndarray
+    ci_upper: np.ndarray
+    df: np.ndarray
+    reported: np.ndarray  # (n, P) bool
+    status: np.ndarray  # (n,) int8
+    n_warnings: np.ndarray  # (n,) int32
+    message: list[str]
+    #: each replicate's own parameters (the params of its Fit)
+    names: list[tuple[str, ...]]
+
+    def fit(self, i: int) -> Fit:
+        """Replicate ``i`` as a Fit."""
+        names = self.names[i]
+        if names == self.params:
+            cols: slice | list[int] = slice(None)
+        else:
+            index = {p: j for j, p in enumerate(self.params)}
+            cols = [index[p] for p in names]
+        return Fit(names, self.estimate[i, cols], self.se[i, cols], self.ci_lower[i, cols], self.ci_upper[i, cols],
+                   self.df[i, cols], STATUSES[self.status[i]], int(self.n_warnings[i]), self.message[i])
+
+
+class _Collector:
+    """Gathers a batch's results (groups of replicates with the same columns) into :class:`FitArrays`."""
+
+    def __init__(self, n: int, level: float) -> None:
+        self.n, self.q = n, 0.5 + level / 2
+        self.groups: list[tuple[list[int], tuple[str, ...], tuple[np.ndarray, ...]]] = []
+        self.failures: list[tuple[int, str, tuple[str, ...]]] = []
+
+    def failed(self, i: int, message: str, names: tuple[str, ...]) -> None:
+        self.failures.append((i, message, names))
+
+    def add(self, rows: list[int], names: tuple[str, ...], est: np.ndarray, se: np.ndarray, dfs: np.ndarray,
+            df: np.ndarray, message: str) -> None:
+        half_width = stdtrit(df, self.q)[:, None] * se
+        self.groups.append((rows, names, (est, se, est - half_width, est + half_width, dfs), message))
+
+    def only(self) -> Fit:
+        """The Fit of a batch of one."""
+        if self.failures:
+            _, message, names = self.failures[0]
+            return Fit.failed(message, names)
+        _, names, (est, se, lower, upper, dfs), message = self.groups[0]
+        return Fit(names, est[0], se[0], lower[0], upper[0], dfs[0], "ok", 0, message)
+
+    def arrays(self) -> FitArrays:
+        n = self.n
+        order: dict[tuple[str, ...], None] = {}
+        names: list[tuple[str, ...]] = [()] * n
+        for rows, group_names, _, _ in self.groups:
+            for i in rows:
+                names[i] = group_names
+        for i, _, group_names in self.failures:
+            names[i] = group_names
+        for group_names in names:  # first appearance, in replicate order
+            order.setdefault(group_names)
+        params = tuple(dict.fromkeys(p for group_names in order for p in group_names))
+        P = len(params)
+        values = [np.full((n, P), np.nan) for _ in range(5)]
+        reported = np.zeros((n, P), bool)
+        status = np.full(n, STATUSES.index("ok"), np.int8)
+        message = [""] * n
+        index = {p: j for j, p in enumerate(params)}
+        for rows, group_names, stacked, text in self.groups:
+            cols = slice(None) if group_names == params else [index[p] for p in group_names]
+            at = (rows, cols) if isinstance(cols, slice) else np.ix_(rows, cols)
+            for v, a in zip(values, stacked):
+                v[at] = a
+            reported[at] = True
+            if text:
+                for i in rows:
+                    message[i] = text
+        failed = STATUSES.index("failed")
+        for i, text, group_names in self.failures:
+            reported[i, [index[p] for p in group_names]] = True
+            status[i] = failed
+            message[i] = text
+        return FitArrays(params, *values, reported, status, np.zeros(n, np.int32), message, names)

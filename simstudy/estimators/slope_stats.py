@@ -25,12 +25,19 @@ point's numbers depend on that point and its replicate only.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
 from simstudy.estimators import reml as ri
 from simstudy.estimators.reml import LOG2PI
 from simstudy.estimators.reml_batch import spd_parts
+
+
+@lru_cache(maxsize=None)
+def _triu(q: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column indices of the upper triangle of a ``q x q`` matrix (cached)."""
+    return np.triu_indices(q)
 
 
 @dataclass
@@ -61,7 +68,7 @@ class SlopeStats:
     def __post_init__(self) -> None:
         R, q, G2 = self.C.shape
         G, p = G2 // 2, self.p
-        iu = np.triu_indices(q)
+        iu = _triu(q)
         C0, C1 = self.C[:, :, :G], self.C[:, :, G:]
         O00 = C0[:, iu[0]] * C0[:, iu[1]]  # (R, nT, G)
         O01 = C0[:, iu[0]] * C1[:, iu[1]] + C1[:, iu[0]] * C0[:, iu[1]]
@@ -213,7 +220,7 @@ def _evaluate(S: SlopeStats, lam: np.ndarray, ridx: np.ndarray | None, reml: boo
     nT = q * (q + 1) // 2
     A_tri = g(S.T_tri)[:, None] - (p00[..., None] * Sf[..., :nT] + p01[..., None] * Sf[..., nT : 2 * nT]
                                   + p11[..., None] * Sf[..., 2 * nT : 3 * nT] + dpsi[..., None] * Sf[..., 3 * nT :])
-    iu = np.triu_indices(q)
+    iu = _triu(q)
     A = np.empty(lam.shape[:-1] + (q, q))
     A[..., iu[0], iu[1]] = A_tri
     A[..., iu[1], iu[0]] = A_tri
