@@ -1,9 +1,13 @@
 """Call centres: calls within representatives within centres (the notebook's second example).
 
 Model `call_CSAT ~ reason + age` with a random intercept per centre and per representative. The study
-compares the mixed model with centres only (representatives ignored: their variance ends up in the
-residual, and the SEs of call-level effects stay fine while the variance components are biased) against
-centres plus representatives (the true model), and OLS naive vs clustered by centre.
+compares the mixed model with centres only (representatives ignored) against centres plus representatives
+(the true model), and OLS naive vs clustered by centre. What the run shows (seed 2, 300 replicates per cell,
+MCSE in brackets): the call-level effects are estimated well by every method (coverage of `age` 0.93-0.98);
+ignoring the representatives biases the variance components: var(residual) by +5% (0.3%) at rep variance
+0.1 and +25% to +31% at 0.5, var(centre) by up to +65% (7%) with 5 centres of 4 reps. The nested model's
+var(rep) bias is within -4% to +10% (its MCSE 1-5%) in every cell: -0.6% (1.6%) at 20 centres x 10 reps,
+rep variance 0.1, the cell where the earlier optimiser's false boundary fits gave -31%.
 
 Estimands: `C(reason)[T.cancel]`, `C(reason)[T.technical]` (differences in CSAT against billing calls),
 `age` (per year), `var(centre)`, `var(rep)`, `var(residual)`; all analytic (simstudy.dgp.call_center).

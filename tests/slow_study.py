@@ -5,12 +5,13 @@ replicates whose first value exceeds 3.4: a crash in compiled code, as far as th
 SIMSTUDY_TEST_HANG=MODE:THRESHOLD[:FLAG,...] adds a method "hang" that estimates the mean like "mean" but
 never returns on the replicates whose mean exceeds THRESHOLD: MODE "sleep" sleeps (Python code, which an alarm
 interrupts), "blocked" blocks SIGALRM first (like compiled code that never returns to Python). FLAG "batch":
-it also has a fit_batch, which hangs if any of its replicates does; "workers": it hangs only in worker
-processes (not in the process that loaded the study, whose preflight fits a replicate).
+it also has a fit_batch, which hangs if any of its replicates does; "workers": it hangs only in loky's worker
+processes (not in the forked child where the preflight fits replicate 1).
 """
 
 import os
 import signal
+import sys
 import time
 
 import numpy as np
@@ -51,13 +52,17 @@ class Killer(SlowMean):
         return super().fit(data)
 
 
+def in_loky_worker():
+    return any("loky" in arg for arg in sys.orig_argv)
+
+
 class Hang(SlowMean):
-    def __init__(self, mode, threshold, parent=None):
+    def __init__(self, mode, threshold, workers_only=False):
         super().__init__(0.0)
-        self.mode, self.threshold, self.parent = mode, threshold, parent
+        self.mode, self.threshold, self.workers_only = mode, threshold, workers_only
 
     def fit(self, data):
-        if data["y"].mean() > self.threshold and os.getpid() != self.parent:
+        if data["y"].mean() > self.threshold and (in_loky_worker() or not self.workers_only):
             if self.mode == "blocked":
                 signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
             time.sleep(3600)
@@ -76,7 +81,7 @@ if os.environ.get("SIMSTUDY_TEST_HANG"):
     _mode, _threshold, *_flags = os.environ["SIMSTUDY_TEST_HANG"].split(":")
     _flags = set(",".join(_flags).split(","))
     methods["hang"] = (BatchHang if "batch" in _flags else Hang)(
-        _mode, float(_threshold), os.getpid() if "workers" in _flags else None)
+        _mode, float(_threshold), "workers" in _flags)
 
 study = Study(name="slow", design=Design({"n": [10, 30], "mu": [0.0, 1.0]}), dgp=Normal(), estimators=methods,
               reps=300, seed=11)

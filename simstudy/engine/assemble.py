@@ -98,7 +98,8 @@ class _Grid:
             "status": (per_fit, a["status"], STATUS_ATTRS),
             "converged": (per_fit, a["converged"]),
             "n_warnings": (per_fit, a["n_warnings"]),
-            "message": (per_fit, a["message"]),
+            "message": store.object_variable(per_fit, a["message"]) if a["message"].dtype == object
+            else (per_fit, a["message"]),
             "fit_seconds": (per_fit, a["fit_seconds"], SECONDS),
             "generate_seconds": ((*lead, "rep"), a["generate_seconds"], SECONDS),
             "true": ((*lead, "estimator", "param"), a["true"]),
@@ -149,7 +150,9 @@ def estimates_dataset(
 #: Values (replicates x estimators x parameters) assembled at once by :func:`write_estimates`: cells are
 #: read, written and summarized in groups of about this size, so the parent's memory does not grow with
 #: the replicates (a cell is never split).
-GROUP_VALUES = 1 << 19
+GROUP_VALUES = 1 << 18
+#: A group of more values than this is summarized a parameter at a time (with 2 or more estimators).
+SPLIT_VALUES = 1 << 16
 _CELL = "cell index"  # not an identifier: never a factor's name
 
 
@@ -185,7 +188,7 @@ def write_estimates(
     empty = [f for f, i in enumerate(grid.cell_at) if i is None]
     source = iter(chunks)
     held: dict[int, list[ChunkResult]] = {}
-    summaries: list[tuple[list[int], xr.Dataset]] = []
+    summaries: list[tuple[list[int], int | None, xr.Dataset]] = []  # (positions, parameter or all, summary)
     coords = {d: list(factors[d]) for d in grid.dims}
     with store.netcdf_writer(path, coords | {"rep": np.arange(1, reps + 1), "estimator": grid.estimators,
                                               "param": grid.params}) as nc:
@@ -205,7 +208,14 @@ def write_estimates(
         def summarize_group(flat: Sequence[int], a: Mapping[str, np.ndarray]) -> None:
             ds = grid.dataset(a, [_CELL], {_CELL: np.arange(len(flat))})
             write(flat, a, ds)
-            summaries.append((list(flat), summary_dataset(ds, level=level, ref=ref, alpha=alpha)))
+            if n_m < 2 or n_p < 2 or a["estimate"].size <= SPLIT_VALUES:
+                summaries.append((list(flat), None, summary_dataset(ds, level=level, ref=ref, alpha=alpha)))
+                return
+            # a parameter at a time: every measure is one parameter's (rel_precision compares estimators,
+            # which stay together), and the summary's temporaries are a parameter's, not the group's
+            for j in range(n_p):
+                part = summary_dataset(ds.isel(param=[j]), level=level, ref=ref, alpha=alpha)
+                summaries.append((list(flat), j, part))
 
         seen = -1  # the last cell whose chunks have started to arrive
         for g in range(0, len(todo), per_cell):
@@ -228,31 +238,44 @@ def write_estimates(
             a = grid.block([None], {})
             ds = grid.dataset(a, [_CELL], {_CELL: np.arange(1)})
             write(empty, {k: np.broadcast_to(v, (len(empty), *v.shape[1:])) for k, v in a.items()}, ds)
-            summaries.append((empty, summary_dataset(ds, level=level, ref=ref, alpha=alpha)))
+            summaries.append((empty, None, summary_dataset(ds, level=level, ref=ref, alpha=alpha)))
         nc.setncatts(store.plain_attrs(dict(attrs())))
     return _on_grid(summaries, grid, coords)
 
 
-def _on_grid(parts: list[tuple[list[int], xr.Dataset]], grid: _Grid, coords: Mapping[str, Any]) -> xr.Dataset:
-    """Summaries of groups of cells (leading dim ``_cell``) laid on the grid (dims factors..., ...)."""
-    first = parts[0][1]
+def _on_grid(parts: list[tuple[list[int], int | None, xr.Dataset]], grid: _Grid, coords: Mapping[str, Any]
+             ) -> xr.Dataset:
+    """Summaries of groups of cells (leading dim ``_cell``), each of every parameter (None) or of one (its
+    index), laid on the grid (dims factors..., ...): the summary of the whole grid at once."""
+    first = parts[0][2]
     size = len(grid.cell_at)
+    sizes = {"estimator": len(grid.estimators), "param": len(grid.params)}
     data = {}
     for name, var in first.data_vars.items():
         at = var.dims.index(_CELL)
         others = [d for d in var.dims if d != _CELL]
-        rest = tuple(first.sizes[d] for d in others)
+        rest = tuple(sizes.get(d, first.sizes[d]) for d in others)
         text = var.dtype.kind == "U"
         out = np.empty((size, *rest), dtype=object if text else var.dtype)
-        for flat, part in parts:
+        for flat, param, part in parts:
             values = part[name].transpose(_CELL, *others).values
-            out[flat] = values if len(values) == len(flat) else np.broadcast_to(values, (len(flat), *rest))
+            if len(values) != len(flat):  # the empty positions: one summary for all
+                values = np.broadcast_to(values, (len(flat), *values.shape[1:]))
+            if param is None:
+                out[flat] = values
+            elif "param" in others:
+                axis = others.index("param")
+                at_param = (np.asarray(flat),) + tuple(param if d == "param" else slice(None) for d in others)
+                out[at_param] = np.take(values, 0, axis=1 + axis)
+            elif param == 0:  # the same in every parameter's summary
+                out[flat] = values
         out = out.reshape(*grid.shape, *rest)
         if at:  # the factors where the cells were
             out = np.moveaxis(out, list(range(len(grid.shape))), list(range(at, at + len(grid.shape))))
         dims = (*others[:at], *grid.dims, *others[at:])
         data[name] = (dims, out.astype(str) if text else out, var.attrs)
-    every = {**coords, **{d: first.coords[d].values for d in first.coords if d != _CELL}}
+    every = {**coords, **{d: first.coords[d].values for d in first.coords if d != _CELL},
+             "estimator": grid.estimators, "param": grid.params}
     out = xr.Dataset(attrs=first.attrs)
     for name in first.variables:  # in the order of a summary of the whole grid (the coordinates included)
         if name == _CELL:
@@ -284,7 +307,7 @@ def summary_dataset(estimates: xr.Dataset, *, level: float = 0.95, ref: str | No
     usable = estimates["converged"]
     tested = "pvalue" in estimates  # not in the outputs of simstudy 0.1
     variables = ["estimate", "se", "df", "true", "ci_lower", "ci_upper"] + (["pvalue"] if tested else [])
-    masked = estimates[variables].copy()
+    masked = estimates[variables].copy(deep=False)  # the masked variables are replaced, not changed
     for var in ("estimate", "se", "ci_lower", "ci_upper", "pvalue")[: 5 if tested else 4]:
         masked[var] = estimates[var].where(usable)
     masked["present"] = status != NOT_RUN

@@ -15,11 +15,17 @@ enforced in two ways:
   (a loop in compiled code, blocked signals) is caught there: the parent kills the worker (see
   :mod:`.dispatch`).
 
-Batched fits (``fit_batch``): a replicate's limit covers its ``generate``, its share of every batch and its
-own fits. A batch gets the time its replicates have left, summed; a batch that runs out (or raises, or warns)
-is refitted one replicate at a time, each within the time its replicate has left (the abandoned batch is
-not charged to them). Results of replicates that finish in time are the same, bit for bit, with or without
-a limit.
+Batched fits (``fit_batch``, or ``fit_batch_arrays``): a replicate's limit covers its ``generate``, its share of
+every batch and its own fits. A batch gets the time its replicates have left, summed; a batch that runs out (or
+raises, or warns) is refitted one replicate at a time, each within the time its replicate has left (the
+abandoned batch is not charged to them). Results of replicates that finish in time are the same, bit for bit,
+with or without a limit.
+
+Per-replicate overhead: the Generators come from :class:`~simstudy.engine.rng.ReplicateRngs` (the same as
+``replicate_rng``, a tenth of the cost); the fits of a chunk share design matrices
+(:func:`~simstudy.estimators.formula.shared_designs`: estimators with the same formula build it once per
+replicate); an estimator with ``fit_batch_arrays`` hands back stacked arrays (:class:`Stacked`) that go into the
+chunk's arrays as they are, and a list of Fits (``fit_batch``, ``fit``) is stacked once per estimator.
 """
 
 from __future__ import annotations

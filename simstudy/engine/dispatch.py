@@ -220,8 +220,21 @@ def _in_process(study: Any, tasks: Sequence[Task], skip: Callable[[Task], bool],
 
 def _worker_init(parent: int) -> None:
     """Set up a loky worker: Ctrl-C is for the parent (which stops the pool), and the worker dies with the
-    parent, even when it hangs in compiled code (``PR_SET_PDEATHSIG`` on Linux)."""
+    parent (:func:`die_with_parent`)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    die_with_parent(parent)
+
+
+def die_with_parent(parent: int) -> None:
+    """Make this process die when ``parent`` does, even when it hangs in compiled code: ``PR_SET_PDEATHSIG``
+    on Linux, elsewhere a daemon thread that watches the parent.
+
+    Parameters
+    ----------
+    parent : int
+        The process id of the parent, read before this process started (if it has already died, this
+        process exits at once).
+    """
     if sys.platform.startswith("linux"):
         try:
             import ctypes

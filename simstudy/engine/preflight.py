@@ -21,6 +21,7 @@ import pandas as pd
 
 from simstudy.design import cell_label
 from simstudy.engine.chunk import safe_fit
+from simstudy.engine.dispatch import die_with_parent
 from simstudy.engine.rng import cell_key, replicate_rng
 from simstudy.estimators.formula import Formula
 
@@ -67,14 +68,17 @@ def preflight(study: Any, cell: Mapping[str, Any], seed: int, *, timeout: float 
     recorded as failed or timed out like any other) and without the estimand check.
 
     Returns the seconds the replicate took and the parameter names each estimator reported (empty when
-    the check could not run).
+    the check could not run). The child ignores Ctrl-C (it is for this process) and dies with this process.
     """
     if not isolate or not hasattr(os, "fork"):
         return check_first_replicate(study, cell, seed)
     read_end, write_end = os.pipe()
+    parent = os.getpid()
     pid = os.fork()
     if pid == 0:  # the child: run the check, send the outcome as JSON, leave without cleanup
         os.close(read_end)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the parent
+        die_with_parent(parent)  # a hang here must not outlive a killed run
         try:
             seconds, params = check_first_replicate(study, cell, seed)
             outcome = {"seconds": seconds, "params": {k: list(v) for k, v in params.items()}}

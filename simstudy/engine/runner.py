@@ -38,7 +38,7 @@ from simstudy.engine.lock import RunLock
 from simstudy.engine.plan import Plan
 from simstudy.engine.preflight import preflight
 from simstudy.engine.progress import Interrupted, Progress, StopRequest
-from simstudy.engine.store import atomic_path, read_json, write_json, write_netcdf
+from simstudy.engine.store import atomic_path, open_netcdf, read_json, write_json, write_netcdf
 from simstudy.estimators.base import STATUSES
 from simstudy.study import Study, check_reps, check_seed, file_hash, load_study
 
@@ -428,7 +428,7 @@ def run_study(study: Study, config: RunConfig = RunConfig(), *, study_file: Path
         _write_output(summary, out, "summary.nc")
         write_json(meta | {"provenance": info}, out / "study.json")
         # the estimates stay on disk, read as they are used (the summary is small)
-        estimates = xr.open_dataset(out / "estimates.nc", engine="netcdf4")
+        estimates = open_netcdf(out / "estimates.nc")
         estimates.attrs = meta | {"provenance": info}
     return estimates, summary
 

@@ -104,6 +104,7 @@ class Formula:
         self._numeric = tuple(t[0].column for t in self.terms) \
             if all(len(t) == 1 and not t[0].categorical for t in self.terms) else None
         self._names = (("Intercept",) if self.intercept else ()) + (self._numeric or ())
+        self._columns = self.columns
 
     def __repr__(self) -> str:
         return f"Formula({self.text!r})"
@@ -118,7 +119,7 @@ class Formula:
 
     def check_columns(self, data: Data) -> None:
         """Raise ``ValueError`` naming the first column the formula needs that ``data`` lacks."""
-        for col in self.columns:
+        for col in self.__dict__.get("_columns") or self.columns:
             if col not in data:
                 raise ValueError(f"formula {self.text!r} names column {col!r}, which the data do not have")
 
@@ -150,8 +151,9 @@ class Formula:
         self.check_columns(data)
         y = np.asarray(data[self.response], dtype=float)
         n = y.shape[0]
-        if self._numeric is not None and y.ndim == 1:
-            X = _numeric_design(data, self._numeric, self.intercept, n)
+        numeric = self.__dict__.get("_numeric")  # None also for a Formula unpickled from an older simstudy
+        if numeric is not None and y.ndim == 1:
+            X = _numeric_design(data, numeric, self.intercept, n)
             if X is not None:
                 return y, X, self._names
         blocks: list[np.ndarray] = []

@@ -55,6 +55,8 @@ __all__ = ["OLS", "FitArrays"]
 
 #: Relative tolerance for aliased (not estimable) columns; R's ``lm`` uses the same value.
 DEFAULT_TOL = 1e-7
+#: Rows (replicates x observations) of the arrays stacked at once: small enough to stay in cache.
+_STACK_ROWS = 1 << 13
 
 
 class OLS:
@@ -126,13 +128,14 @@ class OLS:
         are the replicate's), so the numbers do not depend on the batch."""
         out = _Collector(len(datasets), self.level)
         stacks: dict[tuple, list] = {}  # (n, names): replicates whose full design goes through one QR each
+        codes: dict = {}  # grouping columns with the same values share one array of codes
         for i, data in enumerate(datasets):
             y, X, names = self.formula.build(data)
             fe = cl = None
             if self.fixed_effects is not None:
-                fe, _ = group_codes(data, self.fixed_effects)
+                fe = _codes(data, self.fixed_effects, codes)
             if self.groups is not None:
-                cl = fe if self.groups == self.fixed_effects else group_codes(data, self.groups)[0]
+                cl = fe if self.groups == self.fixed_effects else _codes(data, self.groups, codes)
 
             # complete cases (fast path: a finite sum means every value is finite)
             if not np.isfinite(y.sum() + X.sum()):
@@ -237,21 +240,51 @@ class OLS:
             df[:] = float(df_resid)
         else:
             var = np.empty((m, k))
-            for r, (i, y, X, cl) in enumerate(members):
+            factor = 0.0
+            by_codes: dict[int, list[int]] = {}  # replicates with the same cluster codes (one array: see below)
+            for r, member in enumerate(members):
+                by_codes.setdefault(id(member[3]), []).append(r)
+            for rows in by_codes.values():
+                cl = members[rows[0]][3]
                 n_cl = int(cl.max()) + 1
                 if n_cl < 2:
-                    keep[r] = False
-                    out.failed(i, "cluster-robust standard errors need at least 2 clusters", names)
+                    keep[rows] = False
+                    for r in rows:
+                        out.failed(members[r][0], "cluster-robust standard errors need at least 2 clusters", names)
                     continue
-                Xk = X if k == X.shape[1] else X[:, kept]
-                scores = Xk * (y - Xk @ beta[r])[:, None]
-                S = np.empty((k, n_cl))
-                for j in range(k):
-                    S[j] = np.bincount(cl, weights=scores[:, j], minlength=n_cl)
-                half = (inverses[r] @ inverses[r].T) @ S  # (X'X)^-1 S'
                 factor = n_cl / (n_cl - 1) * (n - 1) / df_resid
-                var[r] = factor * np.einsum("ij,ij->i", half, half)
-                df[r] = float(n_cl - 1)
+                df[rows] = float(n_cl - 1)
+                if len(rows) == 1:
+                    r = rows[0]
+                    _, y, X, _ = members[r]
+                    Xk = X if k == X.shape[1] else X[:, kept]
+                    scores = Xk * (y - Xk @ beta[r])[:, None]
+                    S = np.empty((k, n_cl))
+                    for j in range(k):
+                        S[j] = np.bincount(cl, weights=scores[:, j], minlength=n_cl)
+                    half = (inverses[r] @ inverses[r].T) @ S  # (X'X)^-1 S'
+                    var[r] = factor * np.einsum("ij,ij->i", half, half)
+                    continue
+                # the same steps stacked, each replicate's matrices laid out as above (Fortran-ordered X and
+                # Rinv), so that every product runs the same kernel in the same order; in stacks of about
+                # _STACK_ROWS rows, which stay in cache
+                step = max(1, _STACK_ROWS // max(n, 1))
+                bins = None
+                for lo in range(0, len(rows), step):
+                    part = rows[lo : lo + step]
+                    g = len(part)
+                    XT = np.empty((g, k, n))
+                    Y = np.empty((g, n))
+                    for t, r in enumerate(part):
+                        XT[t] = members[r][2].T
+                        Y[t] = members[r][1]
+                    resid = Y - (XT.transpose(0, 2, 1) @ beta[part][:, :, None])[:, :, 0]
+                    scores = XT * resid[:, None, :]  # (g, k, n): replicate, column, row
+                    if bins is None or bins.shape[0] != g * k * n:
+                        bins = (cl[None, :] + n_cl * np.arange(g * k)[:, None]).ravel()
+                    S = np.bincount(bins, weights=scores.ravel(), minlength=g * k * n_cl).reshape(g, k, n_cl)
+                    half = (Rinv[part] @ Rinv[part].transpose(0, 2, 1)) @ S
+                    var[part] = factor * np.einsum("rij,rij->ri", half, half)
             if not keep.all():
                 if not keep.any():
                     return
@@ -318,6 +351,18 @@ class OLS:
             if self.fixed_effects is not None:
                 what += f" and the fixed effects of {self.fixed_effects}"
             notes.append(f"{names[j]} is collinear with {what}")
+
+
+def _codes(data: Data, column: str, cache: dict) -> np.ndarray:
+    """``group_codes(data, column)[0]``, computed once per distinct column (by its values)."""
+    values = np.asarray(data[column]) if column in data else None
+    if values is None or values.ndim != 1 or values.dtype.kind not in "biuUS":
+        return group_codes(data, column)[0]
+    key = (values.dtype.str, values.tobytes())
+    found = cache.get(key)
+    if found is None:
+        found = cache[key] = group_codes(data, column)[0]
+    return found
 
 
 _UPPER: dict[int, np.ndarray] = {}

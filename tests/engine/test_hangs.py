@@ -26,18 +26,33 @@ VALUES = ("estimate", "se", "ci_lower", "ci_upper", "df")
 
 
 def simstudy(*args: str, env: dict | None = None) -> subprocess.Popen:
+    """``simstudy ARGS`` in a session of its own, so that :func:`finish` can kill whatever it left behind."""
     return subprocess.Popen([sys.executable, "-m", "simstudy.cli", *map(str, args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})},
+                            start_new_session=True)
 
 
 def finish(proc: subprocess.Popen, timeout: float = 300) -> tuple[int, str, str]:
+    """Wait for ``proc``; a test never hangs: past ``timeout`` (or if processes it started outlive it and
+    hold its pipes) its whole session is killed and the test fails."""
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        proc.kill()
-        out, err = proc.communicate()
+        kill_session(proc)
+        try:
+            out, err = proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            out, err = "", "(its pipes stayed open)"
         raise AssertionError(f"still running after {timeout} s: {err[-2000:]}") from None
     return proc.returncode, out, err
+
+
+def kill_session(proc: subprocess.Popen) -> None:
+    """SIGKILL every process in ``proc``'s session (``proc`` and anything it left behind)."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 def load(out: Path) -> xr.Dataset:
@@ -153,35 +168,43 @@ def workers_of(pid: int) -> list[int]:
 
 @pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
-@pytest.mark.parametrize("how", ["SIGKILL", "SIGTERM", "SIGKILL-hung", "SIGTERM-hung"])
+@pytest.mark.parametrize("how", ["SIGKILL", "SIGTERM", "SIGKILL-hung", "SIGTERM-hung", "SIGKILL-preflight"])
 def test_no_worker_outlives_a_killed_run(tmp_path, how):
     # defect: workers and loky's resource trackers lived on for 330-400 s after the run was killed (forever
-    # if a worker hung)
+    # if a worker hung); the forked child that fits replicate 1 before the run lived on if it hung
     out = tmp_path / "run"
-    hung = how.endswith("hung")
-    env = {"SIMSTUDY_TEST_SLEEP": "0.02"} | ({"SIMSTUDY_TEST_HANG": "blocked:-100:workers"} if hung else {})
+    hung = how.split("-")[-1] if "-" in how else ""
+    env = {"SIMSTUDY_TEST_SLEEP": "0.02"}
+    env |= {"hung": {"SIMSTUDY_TEST_HANG": "blocked:-100:workers"},
+            "preflight": {"SIMSTUDY_TEST_HANG": "blocked:-100"}}.get(hung, {})
     proc = simstudy("run", SLOW, "--out", out, "--jobs", "2", "--chunk-size", "25", "--quiet", env=env)
-    end = time.time() + 120
-    while time.time() < end and proc.poll() is None:
-        if len(workers_of(proc.pid)) >= 2 and (hung or list(list_chunks(out))):
-            break
-        time.sleep(0.05)
-    assert proc.poll() is None, "the run ended before it could be killed"
-    if hung:
-        time.sleep(1)  # the workers are stuck in their first task now
-    kids = children(proc.pid)
-    proc.send_signal(getattr(signal, how.split("-")[0]))
-    code, _, err = finish(proc, timeout=60)
-    if how.startswith("SIGTERM"):
-        assert code == 143, err
-        assert err.strip().splitlines()[-1] == (f"simstudy: terminated; {saved(out)} replicates saved, "
-                                                f"`simstudy resume {out}` continues")
-    else:
-        assert code == -signal.SIGKILL
-    end = time.time() + 10
-    while running(kids) and time.time() < end:
-        time.sleep(0.1)
-    assert not running(kids), [Path(f"/proc/{k}/cmdline").read_bytes()[:80] for k in running(kids)]
+    try:
+        end = time.time() + 120
+        while time.time() < end and proc.poll() is None:
+            if hung == "preflight" and children(proc.pid):
+                break
+            if len(workers_of(proc.pid)) >= 2 and (hung or list(list_chunks(out))):
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, "the run ended before it could be killed"
+        if hung:
+            time.sleep(1)  # the workers (or the preflight's child) are stuck in their first fit now
+        kids = children(proc.pid)
+        assert kids and (hung == "preflight" or len(workers_of(proc.pid)) >= 2), kids
+        proc.send_signal(getattr(signal, how.split("-")[0]))
+        code, _, err = finish(proc, timeout=60)
+        if how.startswith("SIGTERM"):
+            assert code == 143, err
+            assert err.strip().splitlines()[-1] == (f"simstudy: terminated; {saved(out)} replicates saved, "
+                                                    f"`simstudy resume {out}` continues")
+        else:
+            assert code == -signal.SIGKILL
+        end = time.time() + 10
+        while running(kids) and time.time() < end:
+            time.sleep(0.1)
+        assert not running(kids), [Path(f"/proc/{k}/cmdline").read_bytes()[:80] for k in running(kids)]
+    finally:
+        kill_session(proc)  # whatever the test found alive, so that it cannot hang the suite
 
 
 # --- Ctrl-C ----------------------------------------------------------------------------------------------

@@ -120,3 +120,54 @@ def test_group_codes():
     assert n == 2
     with pytest.raises(ValueError, match="grouping column 'h'"):
         group_codes({"g": np.array([1])}, "h")
+
+
+# --- the numeric fast path and shared designs ------------------------------------------------------------
+
+
+def test_numeric_formulas_build_as_the_general_path():
+    rng = np.random.default_rng(1)
+    n = 30
+    data = {"y": rng.normal(size=n), "x": rng.normal(size=n), "i": rng.integers(-3, 3, n),
+            "b": rng.integers(0, 2, n).astype(bool), "f": rng.normal(size=n).astype(np.float32),
+            "u": rng.integers(0, 9, n).astype(np.uint8), "s": np.array(["1.5"] * n)}
+    for text in ("y ~ x + i + b + f + u", "y ~ x - 1", "i ~ 0 + b", "y ~ s"):
+        fast, general = Formula(text), Formula(text)
+        general._numeric = None
+        a, b = fast.build(data), general.build(data)
+        assert a[2] == b[2] and a[0].tobytes() == b[0].tobytes() and a[1].tobytes() == b[1].tobytes()
+        assert a[1].flags.f_contiguous and a[1].dtype == np.float64
+
+
+def test_shared_designs_build_once_per_formula_and_data():
+    import threading
+
+    from simstudy.estimators.formula import shared_designs
+
+    rng = np.random.default_rng(2)
+    one, two = ({"y": rng.normal(size=9), "x": rng.normal(size=9)} for _ in range(2))
+    with shared_designs():
+        a, b = Formula("y ~ x").build(one), Formula("y ~ x").build(one)
+        assert a[1] is b[1] and not a[1].flags.writeable
+        with pytest.raises(ValueError):
+            a[1][0, 0] = 5.0  # an estimator may not change the design the next one gets
+        assert Formula("y ~ x").build(two)[1] is not a[1]
+        assert Formula("y ~ x - 1").build(one)[1] is not a[1]
+        other = []
+        threading.Thread(target=lambda: other.append(Formula("y ~ x").build(one)[1])).start()
+        while not other:
+            pass
+        assert other[0] is not a[1] and other[0].flags.writeable  # not shared with another thread
+    c = Formula("y ~ x").build(one)
+    assert c[1] is not a[1] and c[1].flags.writeable
+    np.testing.assert_array_equal(c[1], a[1])
+
+
+def test_shared_designs_keep_at_most_their_byte_budget(monkeypatch):
+    import simstudy.estimators.formula as formula
+
+    monkeypatch.setattr(formula, "SHARED_BYTES", 100)
+    data = {"y": np.zeros(10), "x": np.ones(10)}  # a design of 160 bytes: not kept
+    with formula.shared_designs():
+        a, b = Formula("y ~ x").build(data), Formula("y ~ x").build(data)
+        assert a[1] is not b[1] and a[1].flags.writeable

@@ -260,3 +260,71 @@ def test_estimates_equal_lstsq_on_random_designs(seed, n, p):
     beta, *_ = np.linalg.lstsq(X, y, rcond=None)
     np.testing.assert_allclose(fit.estimate, beta, rtol=1e-7, atol=1e-9 * np.abs(beta).max())
     assert np.all(fit.ci_lower <= fit.estimate) and np.all(fit.estimate <= fit.ci_upper)
+
+
+# --- batches: every replicate's fit bit for bit, whatever the batch --------------------------------------
+
+
+def same_fit(a: Fit, b: Fit) -> None:
+    assert a.params == b.params and (a.status, a.n_warnings, a.message) == (b.status, b.n_warnings, b.message)
+    for v in ("estimate", "se", "ci_lower", "ci_upper", "df"):
+        x, y = getattr(a, v), getattr(b, v)
+        assert x.shape == y.shape and x.tobytes() == y.tobytes(), v
+
+
+def mixed_replicates(rng, n, p, k):
+    """k replicates of n rows (a few of another size), p covariates; some collinear, with missing values,
+    an all-zero column, integer columns, one cluster only."""
+    out = []
+    for r in range(k):
+        m = n if r % 4 else int(rng.integers(3, 2 * n))
+        d = {"y": rng.normal(size=m) * 10.0 ** rng.integers(-2, 3)}
+        for j in range(p):
+            d[f"x{j}"] = rng.normal(size=m) * 10.0 ** rng.integers(-3, 4)
+        d["g"] = rng.integers(0, int(rng.integers(1, 8)), m)
+        d["c"] = rng.choice(["a", "b", "c"], m)
+        kind = rng.integers(0, 6)
+        if kind == 1 and p > 1:
+            d["x1"] = 3.0 * d["x0"]
+        elif kind == 2:
+            d["y"][rng.integers(0, m)] = np.nan
+        elif kind == 3:
+            d["x0"] = np.zeros(m)
+        elif kind == 4:
+            d["x0"] = rng.integers(0, 3, m)
+        out.append(d)
+    return out
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(4, 40), st.integers(1, 10), st.integers(1, 12),
+       st.sampled_from([{}, {"groups": "g"}, {"fixed_effects": "g"}, {"groups": "c", "fixed_effects": "g"}]),
+       st.sampled_from(["", " + C(c)", " - 1", " + x0:g"]))
+def test_batches_equal_single_fits_bit_for_bit(seed, n, p, k, opts, extra):
+    from simstudy.estimators.formula import shared_designs
+
+    rng = np.random.default_rng(seed)
+    est = OLS("y ~ " + " + ".join(f"x{j}" for j in range(p)) + extra, **opts)
+    datasets = mixed_replicates(rng, n, p, k)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # degenerate draws may warn (0/0): the same in both
+        singles = [est.fit(d) for d in datasets]
+        with shared_designs():
+            batch = est.fit_batch(datasets)
+            arrays = est.fit_batch_arrays(datasets)
+    for single, fit, i in zip(singles, batch, range(k)):
+        same_fit(fit, single)
+        same_fit(arrays.fit(i), single)
+        cols = [arrays.params.index(q) for q in single.params]
+        np.testing.assert_array_equal(arrays.estimate[i, cols], single.estimate)
+        assert arrays.reported[i, cols].all() and arrays.reported[i].sum() == len(single.params)
+
+
+def test_stacked_results_of_a_batch(data):
+    d2 = {**data, "x": data["x"] * 2.0, "z": data["x"]}  # z collinear with x: not estimable in that one
+    arrays = OLS("y ~ x + z", groups="g").fit_batch_arrays([data, d2, {k: v[:2] for k, v in data.items()}])
+    assert arrays.params == ("Intercept", "x", "z")
+    assert arrays.estimate.shape == (3, 3) and arrays.status.tolist() == [0, 0, 3]
+    assert arrays.message[1] == "not estimable: z is collinear with Intercept, x" and arrays.message[0] == ""
+    assert np.isnan(arrays.estimate[1, 2]) and arrays.reported[1].all()
+    assert "no residual degrees of freedom" in arrays.message[2] and np.isnan(arrays.estimate[2]).all()

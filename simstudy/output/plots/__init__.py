@@ -29,7 +29,7 @@ Figures carry no title (the caption belongs to the paper; pass ``title=True`` fo
 ``title="..."``). Names come from the study's ``labels`` (``Study(labels={"icc": "ICC", "lmm_t": "LMM, t"})``,
 kept in the run's attributes): factors without a label show their name with spaces (``n groups``), panels
 are titled like ``ICC = 0.2``, measures read ``Coverage``, ``Bias``, ``Empirical SE`` (see
-``_common.MEASURE_LABELS``; a label for the measure's name replaces it). Numeric factors are drawn to scale,
+``labels.MEASURE_LABELS``; a label for the measure's name replaces it). Numeric factors are drawn to scale,
 on a log axis when their levels are geometric; ticks sit at the levels only when their labels fit. Each
 estimator has a colour from the colour-blind safe Okabe-Ito palette, a marker and a dash pattern
 (:data:`PALETTE`, :data:`MARKERS`, :data:`DASHES`), so lines stay apart where they overlap and in greyscale.

@@ -19,7 +19,11 @@ import numpy as np
 import xarray as xr
 from matplotlib.figure import Figure
 
-from simstudy.output.plots import _common as c
+from simstudy.output.plots.axes import round_ticks
+from simstudy.output.plots.checks import paired
+from simstudy.output.plots.draw import REFERENCE, Z95
+from simstudy.output.plots.labels import cell_text, label, points, set_title, what_label
+from simstudy.output.plots.layout import one_axes
 from simstudy.output.plots.style import PALETTE, styled
 
 
@@ -75,22 +79,22 @@ def plot_bland_altman(
     >>> fig = plot_bland_altman(estimates, estimators=["ols", "lmm"], param="treat",
     ...                         cell={"n_groups": 6, "group_size": 5, "icc": 0.2})   # doctest: +SKIP
     """
-    a, b, param, where, x, y, _ = c.paired(ds, estimators, param, cell, what, "plot_bland_altman")
+    a, b, param, where, x, y, _ = paired(ds, estimators, param, cell, what, "plot_bland_altman")
     mean = (x + y) / 2
     diff = y - x
     centre = float(diff.mean())
     sd = float(diff.std(ddof=1))
-    lower, upper = centre - c.Z95 * sd, centre + c.Z95 * sd
+    lower, upper = centre - Z95 * sd, centre + Z95 * sd
 
-    p = c.what_label(ds, what, param)
-    fig, ax = c.one_axes(f"Mean of {c.label(ds, a)} and {c.label(ds, b)}: {p}",
-                         f"{c.label(ds, b)} \u2212 {c.label(ds, a)}", figsize, (2.8, 2.0))
+    p = what_label(ds, what, param)
+    fig, ax = one_axes(f"Mean of {label(ds, a)} and {label(ds, b)}: {p}",
+                       f"{label(ds, b)} \u2212 {label(ds, a)}", figsize, (2.8, 2.0))
     ax.axhline(0.0, color="0.8", lw=0.6, zorder=0, gid="zero")
     ax.plot(mean, diff, ls="none", marker="o", ms=3.2, mew=0.4, mfc=PALETTE[0], mec="white", alpha=0.75,
             zorder=2, gid="points")
     ax.axhline(centre, color="0.15", lw=1.0, zorder=3, gid="mean_difference")
     for value, gid in ((lower, "loa_lower"), (upper, "loa_upper")):
-        ax.axhline(value, color=c.REFERENCE, ls=(0, (3, 2)), lw=0.8, zorder=3, gid=gid)
+        ax.axhline(value, color=REFERENCE, ls=(0, (3, 2)), lw=0.8, zorder=3, gid=gid)
     scale = max(float(np.max(np.abs(np.concatenate([x, y])))), 1e-12)
     spread = upper - lower
     if spread <= 1e-9 * scale:  # the two agree to rounding: show a band of +-5% of the values around 0
@@ -100,7 +104,7 @@ def plot_bland_altman(
     ax.set_ylim(low, high)
     ax.margins(x=0.05)
     ax.yaxis.get_major_formatter().set_useOffset(False)
-    size = c.points(mpl.rcParams["font.size"]) * 0.85
+    size = points(mpl.rcParams["font.size"]) * 0.85
     line = (high - low) * (size * 1.4 / 72) / max(ax.figure.get_figheight() - 1.2, 0.5)
     if upper - centre > 1.2 * line:
         notes = ((upper, f"+1.96 SD: {upper:.3g}", "bottom"), (centre, f"Mean: {centre:.3g}", "bottom"),
@@ -111,7 +115,7 @@ def plot_bland_altman(
         ax.annotate(text, xy=(1, value), xycoords=("axes fraction", "data"), xytext=(-2, 2 if va == "bottom"
                     else -2), textcoords="offset points", ha="right", va=va, fontsize=size,
                     bbox={"fc": "white", "ec": "none", "alpha": 0.8, "pad": 0.6}, gid="value")
-    c.round_ticks(ax, 5)
-    c.set_title(fig, title, lambda: f"Agreement of {'estimates' if what == 'estimate' else 'model SEs'} of "
-                                    f"{c.label(ds, param)} at {c.cell_text(ds, where)}")
+    round_ticks(ax, 5)
+    set_title(fig, title, lambda: f"Agreement of {'estimates' if what == 'estimate' else 'model SEs'} of "
+                                  f"{label(ds, param)} at {cell_text(ds, where)}")
     return fig

@@ -15,7 +15,10 @@ import xarray as xr
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from simstudy.output.plots import _common as c
+from simstudy.output.plots.checks import paired
+from simstudy.output.plots.draw import REFERENCE
+from simstudy.output.plots.labels import cell_text, label, set_title, what_label
+from simstudy.output.plots.layout import one_axes
 from simstudy.output.plots.style import PALETTE, styled
 
 
@@ -73,16 +76,16 @@ def plot_estimates(
     >>> fig = plot_estimates(estimates, estimators=["ols", "lmm"], param="treat",
     ...                      cell={"n_groups": 6, "group_size": 5, "icc": 0.2})   # doctest: +SKIP
     """
-    a, b, param, where, x, y, true = c.paired(ds, estimators, param, cell, what, "plot_estimates")
-    fig, ax = c.one_axes(f"{c.label(ds, a)}: {c.what_label(ds, what, param)}",
-                         f"{c.label(ds, b)}: {c.what_label(ds, what, param)}", figsize, (2.4, 2.4))
+    a, b, param, where, x, y, true = paired(ds, estimators, param, cell, what, "plot_estimates")
+    fig, ax = one_axes(f"{label(ds, a)}: {what_label(ds, what, param)}",
+                       f"{label(ds, b)}: {what_label(ds, what, param)}", figsize, (2.4, 2.4))
     lo = float(min(x.min(), y.min()))
     hi = float(max(x.max(), y.max()))
     if what == "estimate" and np.isfinite(true):
         lo, hi = min(lo, true), max(hi, true)
     pad = 0.05 * (hi - lo or abs(hi) or 1.0)
     lim = (lo - pad, hi + pad)
-    ax.plot(lim, lim, color=c.REFERENCE, ls=(0, (3, 2)), lw=0.8, zorder=1, gid="identity", label="y = x")
+    ax.plot(lim, lim, color=REFERENCE, ls=(0, (3, 2)), lw=0.8, zorder=1, gid="identity", label="y = x")
     if what == "estimate" and np.isfinite(true):
         ax.axvline(true, color="0.6", ls=(0, (1, 1.5)), lw=0.8, zorder=0, gid="true")
         ax.axhline(true, color="0.6", ls=(0, (1, 1.5)), lw=0.8, zorder=0, gid="true")
@@ -96,6 +99,6 @@ def plot_estimates(
                 gid="stats")
     for axis in (ax.xaxis, ax.yaxis):  # the same ticks on both axes of the square
         axis.set_major_locator(MaxNLocator(nbins=4))
-    c.set_title(fig, title, lambda: f"{'Estimates' if what == 'estimate' else 'Model SEs'} of "
-                                    f"{c.label(ds, param)} at {c.cell_text(ds, where)}")
+    set_title(fig, title, lambda: f"{'Estimates' if what == 'estimate' else 'Model SEs'} of "
+                                  f"{label(ds, param)} at {cell_text(ds, where)}")
     return fig

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -12,7 +11,10 @@ import xarray as xr
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
-from simstudy.output.plots import _common as c
+from simstudy.output.plots.axes import fit_ticklabels
+from simstudy.output.plots.checks import cell_table, choose, fixed_levels, require_summary, varying
+from simstudy.output.plots.draw import contrast
+from simstudy.output.plots.labels import cell_text, estimator_labels, label, points, set_title, text_width, wrap
 from simstudy.output.plots.style import styled
 
 #: What each count means, in the order the panels are drawn.
@@ -78,7 +80,7 @@ def plot_failures(
     --------
     >>> fig = plot_failures(summary)   # doctest: +SKIP
     """
-    c.require_summary(ds, "plot_failures")
+    require_summary(ds, "plot_failures")
     if kinds is None:
         kinds = [k for k in ("n_fit_failed", "n_nonconverged", "n_boundary") if k in ds] or ["n_failed"]
     kinds = [kinds] if isinstance(kinds, str) else list(kinds)
@@ -87,12 +89,10 @@ def plot_failures(
     for k in kinds:
         if k not in KINDS or k not in ds:
             raise ValueError(f"unknown kind {k!r}; choose from: {', '.join(k for k in KINDS if k in ds)}")
-    ds = c.select(ds, select)
-    param = c.resolve_param(ds, param)
-    estimators = c.resolve_estimators(ds, estimators)
-    order = c.varying(ds)
-    sub, fixed = c.fixed_levels(ds, keep=order)
-    cells = [dict(zip(order, combo)) for combo in itertools.product(*(sub.coords[f].values for f in order))]
+    ds, param, estimators = choose(ds, select, param, estimators)
+    order = varying(ds)
+    sub, fixed = fixed_levels(ds, keep=order)
+    cells = cell_table(sub, order)
     n_rep = sub["n_rep"].sel({"estimator": estimators}).max("param").transpose(*order, "estimator")
     reps = np.asarray(n_rep.values, dtype=float).reshape(len(cells), len(estimators))
 
@@ -106,13 +106,13 @@ def plot_failures(
     top = max([float(np.nanmax(r)) if np.any(np.isfinite(r)) else 0.0 for r in rates.values()] + [0.0])
     norm = Normalize(0.0, max(top, 0.05))
 
-    names = c.estimator_labels(ds, estimators)
-    labels = [c.cell_text(sub, cell) for cell in cells] if order else ["all"]
-    tick = c.points(mpl.rcParams["ytick.labelsize"])
-    label_w = max(c.text_width(t, tick) for t in labels)
+    names = estimator_labels(ds, estimators)
+    labels = [cell_text(sub, cell) for cell in cells] if order else ["all"]
+    tick = points(mpl.rcParams["ytick.labelsize"])
+    label_w = max(text_width(t, tick) for t in labels)
     if figsize is None:
         width = label_w + 1.6 + len(kinds) * max(0.42 * len(estimators) + 0.25, 1.3)
-        upright = min(max(c.text_width(t, tick) for t in names), 1.5)
+        upright = min(max(text_width(t, tick) for t in names), 1.5)
         height = max(0.18 * len(cells), 0.6) + 1.0 + upright
         figsize = (min(width, 12.0), min(height, 20.0))
     fig = Figure(figsize=figsize, layout="constrained")
@@ -126,19 +126,19 @@ def plot_failures(
         for (i, j), value in np.ndenumerate(counts[k]):
             if np.isfinite(value):
                 ax.text(j, i, f"{int(value)}", ha="center", va="center", fontsize=6.5,
-                        color=c.contrast(cmap(norm(rates[k][i, j]))))
+                        color=contrast(cmap(norm(rates[k][i, j]))))
         ax.set_xticks(range(len(estimators)))
-        c.fit_ticklabels(ax, names, cell_w)
+        fit_ticklabels(ax, names, cell_w)
         ax.set_yticks(range(len(cells)), labels)
         ax.tick_params(length=0)
         for spine in ax.spines.values():
             spine.set_visible(False)
-        text = KINDS[k] + (f" ({c.label(ds, param)})" if k == "n_failed" else "")
-        ax.set_title(c.wrap(text, panel_w, mpl.rcParams["axes.titlesize"]))
+        text = KINDS[k] + (f" ({label(ds, param)})" if k == "n_failed" else "")
+        ax.set_title(wrap(text, panel_w, mpl.rcParams["axes.titlesize"]))
     fig.colorbar(image, ax=list(axes), label="Share of replicates", shrink=0.8, pad=0.02)
     total = int(np.nansum(reps))
     what = f"Failures per cell and estimator (numbers: counts of {total} fits)"
     if fixed:
-        what += f"; {c.cell_text(ds, fixed)}"
-    c.set_title(fig, title, lambda: what)
+        what += f"; {cell_text(ds, fixed)}"
+    set_title(fig, title, lambda: what)
     return fig

@@ -20,8 +20,30 @@ import xarray as xr
 from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 
-from simstudy.output.plots import _common as c
-from simstudy.output.plots.style import styled
+from simstudy.output.plots.axes import round_ticks
+from simstudy.output.plots.checks import (
+    cell_table,
+    check_choice,
+    check_measure,
+    choose,
+    fixed_levels,
+    nominal_level,
+    require_summary,
+    varying,
+)
+from simstudy.output.plots.draw import LEVEL_TARGET, REFERENCE, Z95, target
+from simstudy.output.plots.labels import (
+    cell_text,
+    describe,
+    estimator_labels,
+    label,
+    points,
+    set_title,
+    text_width,
+    wrap,
+)
+from simstudy.output.plots.layout import legend, legend_width
+from simstudy.output.plots.style import estimator_style, styled
 from simstudy.stats.measures import MEASURES
 
 
@@ -91,39 +113,37 @@ def plot_forest(
     >>> fig = plot_forest(summary, measure="coverage", param="treat")              # doctest: +SKIP
     >>> fig = plot_forest(summary, measure="bias", layout="facet", lolly=True)     # doctest: +SKIP
     """
-    c.require_summary(ds, "plot_forest")
-    c.check_measure(ds, measure, MEASURES)
-    c.check_choice(layout, "layout", ("dodge", "facet"))
-    ds = c.select(ds, select)
-    param = c.resolve_param(ds, param)
-    estimators = c.resolve_estimators(ds, estimators)
-    nominal = c.level(ds, level)
+    require_summary(ds, "plot_forest")
+    check_measure(ds, measure, MEASURES)
+    check_choice(layout, "layout", ("dodge", "facet"))
+    ds, param, estimators = choose(ds, select, param, estimators)
+    nominal = nominal_level(ds, level)
     if isinstance(reference, str):
-        c.check_choice(reference, "reference", ("auto",))
-        ref = c.target(measure, nominal)
+        check_choice(reference, "reference", ("auto",))
+        ref = target(measure, nominal)
     else:
         ref = None if reference is None else float(reference)
-    order = c.varying(ds)
-    sub, fixed = c.fixed_levels(ds.sel({"param": param}), keep=order)
-    cells = c.cell_table(sub, order)
+    order = varying(ds)
+    sub, fixed = fixed_levels(ds.sel({"param": param}), keep=order)
+    cells = cell_table(sub, order)
     values = sub[measure].transpose(*order, "estimator")
     errors = sub[f"{measure}_mcse"].transpose(*order, "estimator")
     data = {m: (np.asarray(values.sel({"estimator": m}).values, dtype=float).ravel(),
-                c.Z95 * np.asarray(errors.sel({"estimator": m}).values, dtype=float).ravel()) for m in estimators}
+                Z95 * np.asarray(errors.sel({"estimator": m}).values, dtype=float).ravel()) for m in estimators}
     estimators = [m for m in estimators if np.any(np.isfinite(data[m][0]))]
     if not estimators:
         raise ValueError(f"{measure} of {param!r} is missing (NaN) for every estimator and cell; nothing to draw")
-    names = c.estimator_labels(ds, estimators)
-    rows = [c.cell_text(sub, cell) for cell in cells] if order else [c.cell_text(ds, fixed) or "All"]
+    names = estimator_labels(ds, estimators)
+    rows = [cell_text(sub, cell) for cell in cells] if order else [cell_text(ds, fixed) or "All"]
     n = len(rows)
     y0 = np.arange(n, dtype=float)[::-1]  # the first cell at the top
 
-    tick = c.points(mpl.rcParams["ytick.labelsize"])
-    label_w = max(c.text_width(t, tick) for t in rows) + 0.5
+    tick = points(mpl.rcParams["ytick.labelsize"])
+    label_w = max(text_width(t, tick) for t in rows) + 0.5
     k = len(estimators)
     if figsize is None:
         if layout == "dodge":
-            width = label_w + 2.6 + c.legend_width(names)
+            width = label_w + 2.6 + legend_width(names)
             height = 0.75 + n * max(0.24, 0.09 * k)
         else:
             width = label_w + k * 1.45 + 0.2
@@ -136,7 +156,7 @@ def plot_forest(
     panel_w = max((fig.get_figwidth() - label_w) / n_panels, 0.8)
     for j, m in enumerate(estimators):
         ax = axes[j if layout == "facet" else 0]
-        st = c.style(ds, m)
+        st = estimator_style(ds, m)
         x, half = data[m]
         y = y0 - (j - (k - 1) / 2) * step
         ok = np.isfinite(x)
@@ -154,10 +174,10 @@ def plot_forest(
         ax.plot(x[ok], y[ok], ls="none", marker=st["marker"], color=st["color"], ms=4.2, zorder=3,
                 label=names[j], gid=f"value:{m}")
         if layout == "facet":
-            ax.set_title(c.wrap(names[j], panel_w, mpl.rcParams["axes.titlesize"]))
+            ax.set_title(wrap(names[j], panel_w, mpl.rcParams["axes.titlesize"]))
     for ax in axes:
         if ref is not None:
-            ax.axvline(ref, color=c.REFERENCE, ls=(0, (3, 2)), lw=0.8, zorder=0,
+            ax.axvline(ref, color=REFERENCE, ls=(0, (3, 2)), lw=0.8, zorder=0,
                        label=_ref_label(measure, ref)).set_gid("reference")
         for b in y0[:-1] - 0.5:
             ax.axhline(b, color="0.92", lw=0.6, zorder=0)
@@ -165,20 +185,20 @@ def plot_forest(
         ax.margins(x=0.08)
         ax.set_ylim(-0.6, n - 0.4)
         ax.tick_params(axis="y", length=0)
-        c.round_ticks(ax, 4 if layout == "facet" else 6)
+        round_ticks(ax, 4 if layout == "facet" else 6)
     axes[0].set_yticks(y0, rows)
     if layout == "dodge" or k == 1:
-        axes[0].set_xlabel(c.label(ds, measure))
+        axes[0].set_xlabel(label(ds, measure))
     else:
-        fig.supxlabel(c.label(ds, measure), fontsize=mpl.rcParams["axes.labelsize"])
+        fig.supxlabel(label(ds, measure), fontsize=mpl.rcParams["axes.labelsize"])
     if layout == "dodge":
-        c.legend(fig, [axes[0]], first=names)
-    what = f"{c.label(ds, measure)} of {c.label(ds, param)} with \u00b11.96 MCSE intervals"
-    c.set_title(fig, title, lambda: c.describe(what, fixed, ds, False))
+        legend(fig, [axes[0]], first=names)
+    what = f"{label(ds, measure)} of {label(ds, param)} with \u00b11.96 MCSE intervals"
+    set_title(fig, title, lambda: describe(what, fixed, ds, False))
     return fig
 
 
 def _ref_label(measure: str, ref: float) -> str:
-    if measure in c.LEVEL_TARGET:
+    if measure in LEVEL_TARGET:
         return f"Nominal {ref:g}"
     return f"Target {ref:g}"

@@ -18,7 +18,30 @@ import xarray as xr
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
-from simstudy.output.plots import _common as c
+from simstudy.output.display import fmt
+from simstudy.output.plots.axes import fit_ticklabels
+from simstudy.output.plots.checks import (
+    check_choice,
+    check_factor,
+    check_measure,
+    choose,
+    fixed_levels,
+    nominal_level,
+    require_summary,
+    varying,
+)
+from simstudy.output.plots.draw import contrast, target
+from simstudy.output.plots.labels import (
+    describe,
+    estimator_labels,
+    factor_label,
+    label,
+    points,
+    set_title,
+    text_width,
+    wrap,
+)
+from simstudy.output.plots.layout import axis_labels
 from simstudy.output.plots.style import styled
 from simstudy.stats.measures import MEASURES
 
@@ -105,14 +128,12 @@ def plot_heatmap(
     >>> fig = plot_heatmap(summary, measure="bias", x="n_groups", y="icc",
     ...                    select={"group_size": 5}, mcse=True)                 # doctest: +SKIP
     """
-    c.require_summary(ds, "plot_heatmap")
-    c.check_measure(ds, measure, MEASURES)
-    ds = c.select(ds, select)
-    param = c.resolve_param(ds, param)
-    estimators = c.resolve_estimators(ds, estimators)
-    nominal = c.level(ds, level)
+    require_summary(ds, "plot_heatmap")
+    check_measure(ds, measure, MEASURES)
+    ds, param, estimators = choose(ds, select, param, estimators)
+    nominal = nominal_level(ds, level)
     x, y = _axes_factors(ds, x, y)
-    sub, fixed = c.fixed_levels(ds.sel({"param": param}), keep=[x, y])
+    sub, fixed = fixed_levels(ds.sel({"param": param}), keep=[x, y])
     grid = {m: np.asarray(sub[measure].sel({"estimator": m}).transpose(y, x).values, dtype=float)
             for m in estimators}
     errs = {m: np.asarray(sub[f"{measure}_mcse"].sel({"estimator": m}).transpose(y, x).values, dtype=float)
@@ -123,8 +144,8 @@ def plot_heatmap(
     every = np.concatenate([grid[m].ravel() for m in estimators])
     every = every[np.isfinite(every)]
     if isinstance(center, str):
-        c.check_choice(center, "center", ("auto",))
-        middle = c.target(measure, nominal)
+        check_choice(center, "center", ("auto",))
+        middle = target(measure, nominal)
     else:
         middle = None if center is None else float(center)
     if middle is not None:
@@ -143,16 +164,16 @@ def plot_heatmap(
         digits = int(min(max(2 - math.floor(math.log10(top)) if top > 0 else 2, 0), 5))
 
     k = len(estimators)
-    names = c.estimator_labels(ds, estimators)
+    names = estimator_labels(ds, estimators)
     nx, ny = sub.sizes[x], sub.sizes[y]
-    tick = c.points(mpl.rcParams["xtick.labelsize"])
+    tick = points(mpl.rcParams["xtick.labelsize"])
     text_size = max(tick - 0.5, 5.0)
     sample = [f"{v:.{digits}f}" for v in every] or ["0"]
-    widest = max(c.text_width(t, text_size) for t in sample)
+    widest = max(text_width(t, text_size) for t in sample)
     cell_w = max(0.3, widest + 0.1 if annotate else 0.0,
-                 max(c.text_width(c.fmt(v), tick) for v in sub.coords[x].values) + 0.12)
+                 max(text_width(fmt(v), tick) for v in sub.coords[x].values) + 0.12)
     cell_h = (0.36 if mcse else 0.24) if annotate else 0.2
-    ylab = max(c.text_width(c.fmt(v), tick) for v in sub.coords[y].values)
+    ylab = max(text_width(fmt(v), tick) for v in sub.coords[y].values)
     n_cols = max(1, min(k, 4, int(9.0 // max(nx * cell_w + 0.25, 1.2))))
     n_rows = -(-k // n_cols)
     if figsize is None:
@@ -182,11 +203,11 @@ def plot_heatmap(
                 if mcse and np.isfinite(errs[m][r, q]):
                     text += f"\n({errs[m][r, q]:.{digits}f})"
                 ax.text(q, r, text, ha="center", va="center", fontsize=text_size,
-                        color=c.contrast(colours(norm(value))), gid="value")
-        ax.set_title(c.wrap(names[j], panel_w, size), fontsize=size)
+                        color=contrast(colours(norm(value))), gid="value")
+        ax.set_title(wrap(names[j], panel_w, size), fontsize=size)
         ax.set_xticks(range(nx))
-        c.fit_ticklabels(ax, [c.fmt(v) for v in sub.coords[x].values], panel_w / nx)
-        ax.set_yticks(range(ny), [c.fmt(v) for v in sub.coords[y].values])
+        fit_ticklabels(ax, [fmt(v) for v in sub.coords[x].values], panel_w / nx)
+        ax.set_yticks(range(ny), [fmt(v) for v in sub.coords[y].values])
         ax.tick_params(length=0)
         for spine in ax.spines.values():
             spine.set_visible(False)
@@ -195,15 +216,15 @@ def plot_heatmap(
     for j in range(n_cols):  # the lowest visible panel of each column shows the levels of x
         visible = [ax for ax in axes[:, j] if ax.get_visible()]
         visible[-1].tick_params(axis="x", labelbottom=True)
-    c.axis_labels(fig, axes, c.factor_label(ds, x), c.factor_label(ds, y))
+    axis_labels(fig, axes, factor_label(ds, x), factor_label(ds, y))
     bar = fig.colorbar(image, ax=[ax for ax in axes.ravel() if ax.get_visible()], shrink=0.85, pad=0.02,
                        aspect=max(10, 12 * n_rows))
-    bar.set_label(c.label(ds, measure))
+    bar.set_label(label(ds, measure))
     if proportion:  # the colours stay symmetric about the target; the bar shows only what a share can be
         bar.ax.set_ylim(max(norm.vmin, 0.0), min(norm.vmax, 1.0))
     bar.ax.set_gid("colorbar")
-    what = f"{c.label(ds, measure)} of {c.label(ds, param)}"
-    c.set_title(fig, title, lambda: c.describe(what, fixed, ds, False))
+    what = f"{label(ds, measure)} of {label(ds, param)}"
+    set_title(fig, title, lambda: describe(what, fixed, ds, False))
     return fig
 
 
@@ -211,10 +232,10 @@ def _axes_factors(ds: xr.Dataset, x: str | None, y: str | None) -> tuple[str, st
     """The factors across and up: given, or the two that vary (``n_groups`` across when it is one)."""
     for name, role in ((x, "x"), (y, "y")):
         if name is not None:
-            c.check_factor(ds, name, role)
+            check_factor(ds, name, role)
     if x is not None and x == y:
         raise ValueError(f"x and y are both {x!r}; choose two different factors")
-    moving = c.varying(ds)
+    moving = varying(ds)
     free = [f for f in moving if f not in (x, y)]
     if x is None and free:
         x = "n_groups" if "n_groups" in free else free[0]

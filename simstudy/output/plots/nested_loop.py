@@ -19,8 +19,29 @@ import numpy as np
 import xarray as xr
 from matplotlib.figure import Figure
 
-from simstudy.output.plots import _common as c
-from simstudy.output.plots.style import styled
+from simstudy.output.display import fmt
+from simstudy.output.plots.checks import (
+    check_factor,
+    check_measure,
+    choose,
+    fixed_levels,
+    nominal_level,
+    require_summary,
+    varying,
+)
+from simstudy.output.plots.draw import Z95, cell_reps, draw_reference, proxy
+from simstudy.output.plots.labels import (
+    describe,
+    estimator_labels,
+    factor_label,
+    label,
+    points,
+    set_title,
+    text_width,
+    wrap,
+)
+from simstudy.output.plots.layout import columns, legend
+from simstudy.output.plots.style import estimator_style, styled
 from simstudy.stats.measures import MEASURES
 
 
@@ -85,19 +106,17 @@ def plot_nested_loop(
     >>> fig = plot_nested_loop(summary, measure="coverage", param="treat",
     ...                        order=["icc", "group_size", "n_groups"])   # doctest: +SKIP
     """
-    c.require_summary(ds, "plot_nested_loop")
-    c.check_measure(ds, measure, MEASURES)
-    ds = c.select(ds, select)
-    param = c.resolve_param(ds, param)
-    estimators = c.resolve_estimators(ds, estimators)
-    nominal = c.level(ds, level)
-    moving = c.varying(ds)
+    require_summary(ds, "plot_nested_loop")
+    check_measure(ds, measure, MEASURES)
+    ds, param, estimators = choose(ds, select, param, estimators)
+    nominal = nominal_level(ds, level)
+    moving = varying(ds)
     if order is None:
         order = moving
     else:
         order = [order] if isinstance(order, str) else list(order)
         for f in order:
-            c.check_factor(ds, f, "order")
+            check_factor(ds, f, "order")
         left = [f for f in moving if f not in order]
         if left:
             raise ValueError(f"order leaves out factor(s) that vary: {', '.join(left)}; add them to order "
@@ -105,18 +124,18 @@ def plot_nested_loop(
         order = [f for f in order if f in moving]
     if not order:
         raise ValueError("plot_nested_loop needs at least one factor with two or more levels")
-    sub, fixed = c.fixed_levels(ds.sel({"param": param}), keep=order)
+    sub, fixed = fixed_levels(ds.sel({"param": param}), keep=order)
 
     cells = list(itertools.product(*(range(sub.sizes[f]) for f in order)))
     n = len(cells)
     edges = np.arange(n + 1, dtype=float)
     centres = edges[:-1] + 0.5
-    names = c.estimator_labels(ds, estimators)
+    names = estimator_labels(ds, estimators)
     leg_labels = [_leg_label(sub, f) for f in order]
-    label_w = max(c.text_width(t, c.points(mpl.rcParams["ytick.labelsize"])) for t in leg_labels)
+    label_w = max(text_width(t, points(mpl.rcParams["ytick.labelsize"])) for t in leg_labels)
     if figsize is None:
         width = min(max(5.0, 0.12 * n + 2.6 + label_w), 10.0)
-        rows = -(-(len(names) + 2) // c.columns([*names, "Monte Carlo band"], width))
+        rows = -(-(len(names) + 2) // columns([*names, "Monte Carlo band"], width))
         figsize = (width, 2.5 + 0.3 * len(order) + 0.16 * rows)
     fig = Figure(figsize=figsize, layout="constrained")
     top, legs = fig.subplots(2, 1, sharex=True, height_ratios=[3.2, 0.5 * len(order) + 0.2])
@@ -130,39 +149,39 @@ def plot_nested_loop(
         y = np.asarray(values.sel({"estimator": m}).values, dtype=float).ravel()
         if not np.any(np.isfinite(y)):
             continue
-        st = c.style(sub, m)
+        st = estimator_style(sub, m)
         top.step(edges, np.append(y, y[-1]), where="post", color=st["color"], ls=st["ls"], lw=1.2,
                  label=names[k], zorder=2)
-        e = c.Z95 * np.asarray(errors.sel({"estimator": m}).values, dtype=float).ravel() if mcse else None
+        e = Z95 * np.asarray(errors.sel({"estimator": m}).values, dtype=float).ravel() if mcse else None
         top.errorbar(centres + shift[k], y, yerr=e, fmt=st["marker"], color=st["color"], ms=3.2,
                      elinewidth=0.8, capsize=0, label="_nolegend_", zorder=3)
-        handles[names[k]] = c.proxy(color=st["color"], marker=st["marker"], ls=st["ls"])
+        handles[names[k]] = proxy(color=st["color"], marker=st["marker"], ls=st["ls"])
         drawn += 1
     if drawn == 0:
         raise ValueError(f"{measure} of {param!r} is missing (NaN) for every estimator and cell; nothing to draw")
-    c.draw_reference(top, sub, measure, edges, c.cell_reps(sub, estimators, order), nominal)
+    draw_reference(top, sub, measure, edges, cell_reps(sub, estimators, order), nominal)
     # separators between the levels of the outermost factor
     block = n // sub.sizes[order[0]]
     for b in range(block, n, block):
         top.axvline(b, color="0.75", lw=0.6, zorder=0).set_gid("separator")
-    top.set_ylabel(c.label(sub, measure))
+    top.set_ylabel(label(sub, measure))
     top.grid(True, axis="y")
     top.set_xlim(0, n)
     top.tick_params(axis="x", bottom=False)
 
     _draw_legs(legs, sub, order, cells, edges, leg_labels)
-    legs.set_xlabel(c.wrap("Cells, factors nested (outermost first): "
-                           + " > ".join(c.factor_label(sub, f) for f in order),
-                           fig.get_figwidth() - label_w - 0.4, mpl.rcParams["axes.labelsize"]))
-    c.legend(fig, [top], first=names, loc="outside lower center", handles=handles)
-    what = f"{c.label(sub, measure)} of {c.label(sub, param)}, nested loop over {n} cells"
-    c.set_title(fig, title, lambda: c.describe(what, fixed, sub, mcse))
+    legs.set_xlabel(wrap("Cells, factors nested (outermost first): "
+                         + " > ".join(factor_label(sub, f) for f in order),
+                         fig.get_figwidth() - label_w - 0.4, mpl.rcParams["axes.labelsize"]))
+    legend(fig, [top], first=names, loc="outside lower center", handles=handles)
+    what = f"{label(sub, measure)} of {label(sub, param)}, nested loop over {n} cells"
+    set_title(fig, title, lambda: describe(what, fixed, sub, mcse))
     return fig
 
 
 def _leg_label(sub: xr.Dataset, factor: str) -> str:
     """``n groups: 6, 20``: a factor's label and its levels."""
-    return f"{c.factor_label(sub, factor)}: " + ", ".join(c.fmt(v) for v in sub.coords[factor].values)
+    return f"{factor_label(sub, factor)}: " + ", ".join(fmt(v) for v in sub.coords[factor].values)
 
 
 def _draw_legs(ax: Any, sub: xr.Dataset, order: Sequence[str], cells: list[tuple[int, ...]],

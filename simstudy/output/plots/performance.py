@@ -9,8 +9,32 @@ import numpy as np
 import xarray as xr
 from matplotlib.figure import Figure
 
-from simstudy.output.plots import _common as c
-from simstudy.output.plots.style import styled
+from simstudy.output.display import fmt
+from simstudy.output.plots.axes import dodge, edges, fit_ticklabels, level_axis, limits, positions, x_scale
+from simstudy.output.plots.checks import (
+    check_factor,
+    check_measure,
+    choose,
+    factors,
+    fixed_levels,
+    nominal_level,
+    require_summary,
+    varying,
+)
+from simstudy.output.plots.draw import cell_reps, draw_estimators, draw_reference, proxy
+from simstudy.output.plots.labels import describe, estimator_labels, factor_label, label, set_title
+from simstudy.output.plots.layout import (
+    axis_labels,
+    facet_figure,
+    facets,
+    legend,
+    panel_size,
+    panels,
+    place_legend,
+    strip_width,
+    strips,
+)
+from simstudy.output.plots.style import estimator_style, styled
 from simstudy.stats.measures import MEASURES
 
 #: What ``measure`` may be: any summary measure, or ``"se"`` for the empirical and model SE together.
@@ -105,49 +129,47 @@ def plot_performance(
     ...                        row="group_size", col="icc")                # doctest: +SKIP
     >>> save_figure(fig, "figures/coverage")                             # doctest: +SKIP
     """
-    c.require_summary(ds, "plot_performance")
-    c.check_measure(ds, measure, CHOICES)
-    ds = c.select(ds, select)
-    param = c.resolve_param(ds, param)
-    estimators = c.resolve_estimators(ds, estimators)
-    nominal = c.level(ds, level)
-    if not c.factors(ds):
+    require_summary(ds, "plot_performance")
+    check_measure(ds, measure, CHOICES)
+    ds, param, estimators = choose(ds, select, param, estimators)
+    nominal = nominal_level(ds, level)
+    if not factors(ds):
         raise ValueError("plot_performance needs at least one design factor for the x axis")
     if x is None:
-        moving = c.varying(ds)
-        x = "n_groups" if "n_groups" in moving else (moving or c.factors(ds))[0]
-    c.check_factor(ds, x, "x")
-    row, col = c.facets(ds, x, row, col)
-    sub, fixed = c.fixed_levels(ds.sel({"param": param}), keep=[f for f in (x, row, col) if f])
-    scale = c.x_scale(sub, x, xscale)
+        moving = varying(ds)
+        x = "n_groups" if "n_groups" in moving else (moving or factors(ds))[0]
+    check_factor(ds, x, "x")
+    row, col = facets(ds, x, row, col)
+    sub, fixed = fixed_levels(ds.sel({"param": param}), keep=[f for f in (x, row, col) if f])
+    scale = x_scale(sub, x, xscale)
     if scale != "category":
         sub = sub.sortby(x)
-    pos = c.positions(sub, x, scale)
-    shifted = c.dodge(pos, len(estimators), scale)
+    pos = positions(sub, x, scale)
+    shifted = dodge(pos, len(estimators), scale)
 
-    names = c.estimator_labels(ds, estimators)
+    names = estimator_labels(ds, estimators)
     entries = names + (["Empirical SE", "Model SE"] if measure == "se" else ["Monte Carlo band", "Nominal 0.95"])
     n_rows = sub.sizes[row] if row else 1
     n_cols = sub.sizes[col] if col else 1
-    where = c.place_legend(entries, n_cols)
-    extra = where.width + c.strip_width(sub, row)
-    fig, axes = c.facet_figure(n_rows, n_cols, figsize, extra_width=extra, extra_height=where.height,
-                               min_width=where.min_width)
-    room = c.panel_size(fig, n_rows, n_cols, extra, where.height)
-    xlim = c.limits(pos, scale)
-    bounds = c.edges(pos, scale, xlim) if scale != "category" else np.arange(len(pos) + 1) - 0.5
+    where = place_legend(entries, n_cols)
+    extra = where.width + strip_width(sub, row)
+    fig, axes = facet_figure(n_rows, n_cols, figsize, extra_width=extra, extra_height=where.height,
+                             min_width=where.min_width)
+    room = panel_size(fig, n_rows, n_cols, extra, where.height)
+    xlim = limits(pos, scale)
+    bounds = edges(pos, scale, xlim) if scale != "category" else np.arange(len(pos) + 1) - 0.5
     drawn = 0
-    for i, j, _, panel in c.panels(sub, row, col):
+    for i, j, _, panel in panels(sub, row, col):
         ax = axes[i, j]
         if measure == "se":
-            drawn += c.draw_estimators(ax, ds, panel, "emp_se", x, shifted, estimators, mcse=mcse,
-                                       gid="emp_se", **EMPIRICAL_SE)
-            c.draw_estimators(ax, ds, panel, "model_se", x, shifted, estimators, mcse=mcse, gid="model_se",
-                              label="_nolegend_", **MODEL_SE)
+            drawn += draw_estimators(ax, ds, panel, "emp_se", x, shifted, estimators, mcse=mcse,
+                                     gid="emp_se", **EMPIRICAL_SE)
+            draw_estimators(ax, ds, panel, "model_se", x, shifted, estimators, mcse=mcse, gid="model_se",
+                            label="_nolegend_", **MODEL_SE)
         else:
-            drawn += c.draw_estimators(ax, ds, panel, measure, x, shifted, estimators, mcse=mcse)
-            c.draw_reference(ax, ds, measure, bounds, c.cell_reps(panel, estimators, [x]), nominal)
-        c.level_axis(ax, sub, x, scale, pos)
+            drawn += draw_estimators(ax, ds, panel, measure, x, shifted, estimators, mcse=mcse)
+            draw_reference(ax, ds, measure, bounds, cell_reps(panel, estimators, [x]), nominal)
+        level_axis(ax, sub, x, scale, pos)
         ax.grid(True, axis="y")
     if drawn == 0:
         raise ValueError(f"{measure} of {param!r} is missing (NaN) for every estimator and cell; "
@@ -155,17 +177,18 @@ def plot_performance(
     if scale == "category":
         step = room[0] / max(len(pos), 1)
         for ax in axes[-1, :]:
-            c.fit_ticklabels(ax, [c.fmt(v) for v in sub.coords[x].values], step)
-    c.strips(axes, sub, row, col, room)
-    c.axis_labels(fig, axes, c.factor_label(ds, x), c.label(ds, measure), shared_x=not where.below)
-    handles = {name: c.proxy(**_plain(c.style(ds, m), solid=measure == "se")) for m, name in zip(estimators, names)}
+            fit_ticklabels(ax, [fmt(v) for v in sub.coords[x].values], step)
+    strips(axes, sub, row, col, room)
+    axis_labels(fig, axes, factor_label(ds, x), label(ds, measure), shared_x=not where.below)
+    handles = {name: proxy(**_plain(estimator_style(ds, m), solid=measure == "se"))
+               for m, name in zip(estimators, names)}
     if measure == "se":
-        handles |= {"Empirical SE": c.proxy(marker="o", **{k: v for k, v in EMPIRICAL_SE.items() if k != "zorder"}),
-                    "Model SE": c.proxy(marker="o", **{k: v for k, v in MODEL_SE.items() if k != "zorder"})}
-    c.legend(fig, axes.ravel(), first=names, loc=where.loc, handles=handles)
-    what = f"{c.label(ds, measure)} of {c.label(ds, param)}" if measure != "se" else \
-        f"Empirical and model SE of {c.label(ds, param)}"
-    c.set_title(fig, title, lambda: c.describe(what, fixed, ds, mcse))
+        handles |= {"Empirical SE": proxy(marker="o", **{k: v for k, v in EMPIRICAL_SE.items() if k != "zorder"}),
+                    "Model SE": proxy(marker="o", **{k: v for k, v in MODEL_SE.items() if k != "zorder"})}
+    legend(fig, axes.ravel(), first=names, loc=where.loc, handles=handles)
+    what = f"{label(ds, measure)} of {label(ds, param)}" if measure != "se" else \
+        f"Empirical and model SE of {label(ds, param)}"
+    set_title(fig, title, lambda: describe(what, fixed, ds, mcse))
     return fig
 
 

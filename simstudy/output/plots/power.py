@@ -8,8 +8,34 @@ from typing import Any
 import xarray as xr
 from matplotlib.figure import Figure
 
-from simstudy.output.plots import _common as c
-from simstudy.output.plots.style import styled
+from simstudy.output.display import fmt
+from simstudy.output.plots.axes import dodge, level_axis, positions, x_scale
+from simstudy.output.plots.checks import (
+    check_choice,
+    check_factor,
+    check_measure,
+    choose,
+    factors,
+    fixed_levels,
+    is_numeric,
+    nominal_level,
+    require_summary,
+    varying,
+)
+from simstudy.output.plots.draw import REFERENCE, draw_estimators, proxy
+from simstudy.output.plots.labels import describe, estimator_labels, factor_label, label, set_title
+from simstudy.output.plots.layout import (
+    axis_labels,
+    facet_figure,
+    facets,
+    legend,
+    panel_size,
+    panels,
+    place_legend,
+    strip_width,
+    strips,
+)
+from simstudy.output.plots.style import estimator_style, styled
 
 
 @styled
@@ -84,64 +110,62 @@ def plot_power(
     --------
     >>> fig = plot_power(summary, param="treat", target=0.8)   # doctest: +SKIP
     """
-    c.require_summary(ds, "plot_power")
-    c.check_measure(ds, "power")
+    require_summary(ds, "plot_power")
+    check_measure(ds, "power")
     if target is not None and not 0 < target < 1:
         raise ValueError(f"target power must lie between 0 and 1, got {target!r}")
-    c.check_choice(xscale, "xscale", ("auto", "linear", "log"))
-    c.check_choice(interval, "interval", ("exact", "mcse"))
+    check_choice(xscale, "xscale", ("auto", "linear", "log"))
+    check_choice(interval, "interval", ("exact", "mcse"))
     bounds = ("power_lower", "power_upper") if interval == "exact" and "power_lower" in ds else None
-    ds = c.select(ds, select)
-    param = c.resolve_param(ds, param)
-    estimators = c.resolve_estimators(ds, estimators)
-    numeric = [f for f in c.factors(ds) if c.numeric(ds, f)]
+    ds, param, estimators = choose(ds, select, param, estimators)
+    numeric = [f for f in factors(ds) if is_numeric(ds, f)]
     if x is None:
-        moving = [f for f in c.varying(ds) if f in numeric]
+        moving = [f for f in varying(ds) if f in numeric]
         if "n_groups" in numeric:
             x = "n_groups"
         elif moving or numeric:
             x = (moving or numeric)[0]
         else:
             raise ValueError("plot_power needs a numeric design factor for the x axis; the design has none")
-    c.check_factor(ds, x, "x")
+    check_factor(ds, x, "x")
     if x not in numeric:
         raise ValueError(f"factor {x!r} is not numeric; power curves need a numeric x such as n_groups")
-    row, col = c.facets(ds, x, row, col)
-    sub, fixed = c.fixed_levels(ds.sel({"param": param}), keep=[f for f in (x, row, col) if f])
+    row, col = facets(ds, x, row, col)
+    sub, fixed = fixed_levels(ds.sel({"param": param}), keep=[f for f in (x, row, col) if f])
     sub = sub.sortby(x)
-    scale = c.x_scale(sub, x, xscale)
-    pos = c.positions(sub, x, scale)
-    shifted = c.dodge(pos, len(estimators), scale)
+    scale = x_scale(sub, x, xscale)
+    pos = positions(sub, x, scale)
+    shifted = dodge(pos, len(estimators), scale)
 
-    names = c.estimator_labels(ds, estimators)
+    names = estimator_labels(ds, estimators)
     entries = names + ([f"Target power {target:g}"] if target is not None else [])
     n_rows = sub.sizes[row] if row else 1
     n_cols = sub.sizes[col] if col else 1
-    where = c.place_legend(entries, n_cols)
-    extra = where.width + c.strip_width(sub, row)
-    fig, axes = c.facet_figure(n_rows, n_cols, figsize, extra_width=extra, extra_height=where.height,
-                               min_width=where.min_width)
-    room = c.panel_size(fig, n_rows, n_cols, extra, where.height)
+    where = place_legend(entries, n_cols)
+    extra = where.width + strip_width(sub, row)
+    fig, axes = facet_figure(n_rows, n_cols, figsize, extra_width=extra, extra_height=where.height,
+                             min_width=where.min_width)
+    room = panel_size(fig, n_rows, n_cols, extra, where.height)
     drawn = 0
-    for i, j, _, panel in c.panels(sub, row, col):
+    for i, j, _, panel in panels(sub, row, col):
         ax = axes[i, j]
-        drawn += c.draw_estimators(ax, ds, panel, "power", x, shifted, estimators, mcse=mcse, bounds=bounds)
+        drawn += draw_estimators(ax, ds, panel, "power", x, shifted, estimators, mcse=mcse, bounds=bounds)
         if target is not None:
-            ax.axhline(target, color=c.REFERENCE, ls=(0, (3, 2)), lw=0.8, zorder=1,
+            ax.axhline(target, color=REFERENCE, ls=(0, (3, 2)), lw=0.8, zorder=1,
                        label=f"Target power {target:g}").set_gid("target")
         ax.set_ylim(-0.02, 1.02)
-        c.level_axis(ax, sub, x, scale, pos)
+        level_axis(ax, sub, x, scale, pos)
         ax.grid(True, axis="y")
     if drawn == 0:
         raise ValueError(f"power of {param!r} is missing (NaN) for every estimator and cell; nothing to draw "
                          "(a parameter without standard errors has no intervals)")
-    c.strips(axes, sub, row, col, room)
-    c.axis_labels(fig, axes, c.factor_label(ds, x), c.label(ds, "power"), shared_x=not where.below)
-    handles = {name: c.proxy(color=st["color"], marker=st["marker"], ls=st["ls"])
-               for name, st in zip(names, (c.style(ds, m) for m in estimators))}
-    c.legend(fig, axes.ravel(), first=names, loc=where.loc, handles=handles)
+    strips(axes, sub, row, col, room)
+    axis_labels(fig, axes, factor_label(ds, x), label(ds, "power"), shared_x=not where.below)
+    handles = {name: proxy(color=st["color"], marker=st["marker"], ls=st["ls"])
+               for name, st in zip(names, (estimator_style(ds, m) for m in estimators))}
+    legend(fig, axes.ravel(), first=names, loc=where.loc, handles=handles)
     null = ds.attrs.get("null", 0.0)
-    p = c.label(ds, param)
-    what = f"Power for {p} (H0: {p} = {c.fmt(null)}, two-sided \u03b1 = {1 - c.level(ds):.3g})"
-    c.set_title(fig, title, lambda: c.describe(what, fixed, ds, mcse))
+    p = label(ds, param)
+    what = f"Power for {p} (H0: {p} = {fmt(null)}, two-sided \u03b1 = {1 - nominal_level(ds):.3g})"
+    set_title(fig, title, lambda: describe(what, fixed, ds, mcse))
     return fig

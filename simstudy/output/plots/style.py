@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 import matplotlib
 import matplotlib.style
+import xarray as xr
 from cycler import cycler
 from matplotlib import rc_params_from_file
 from matplotlib.figure import Figure
@@ -132,6 +133,17 @@ def _as_list(style: Any) -> list[Any]:
     if isinstance(style, Iterable):
         return list(style)
     return [style]
+
+
+def estimator_style(ds: xr.Dataset, estimator: str) -> dict[str, Any]:
+    """Colour, marker and dash pattern of an estimator, fixed by its position among the dataset's estimators.
+
+    Colour-blind safe colours (Okabe-Ito); the marker and dash tell estimators apart in greyscale too.
+    """
+    names = [str(m) for m in ds.coords["estimator"].values]
+    k = names.index(estimator) if estimator in names else 0
+    return {"color": PALETTE[k % len(PALETTE)], "marker": MARKERS[k % len(MARKERS)],
+            "ls": DASHES[k % len(DASHES)]}
 
 
 def styled(func: F) -> F:

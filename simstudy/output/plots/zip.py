@@ -22,7 +22,18 @@ import xarray as xr
 from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 
-from simstudy.output.plots import _common as c
+from simstudy.output.plots.axes import round_ticks
+from simstudy.output.plots.checks import (
+    check_choice,
+    nominal_level,
+    one_cell,
+    require_estimates,
+    resolve_estimators,
+    resolve_param,
+)
+from simstudy.output.plots.draw import Z95
+from simstudy.output.plots.labels import cell_text, estimator_labels, label, set_title, wrap
+from simstudy.output.plots.layout import columns, legend
 from simstudy.output.plots.style import styled
 from simstudy.stats.measures import intervals as wald_intervals
 
@@ -94,20 +105,20 @@ def plot_zip(
     >>> fig = plot_zip(estimates, cell={"n_groups": 6, "group_size": 20, "icc": 0.2},
     ...                param="treat")                                            # doctest: +SKIP
     """
-    c.require_estimates(ds, "plot_zip")
-    c.check_choice(intervals, "intervals", ("limits", "wald"))
+    require_estimates(ds, "plot_zip")
+    check_choice(intervals, "intervals", ("limits", "wald"))
     if intervals == "limits" and not {"ci_lower", "ci_upper"} <= set(ds.data_vars):
         raise ValueError("intervals='limits' needs the variables ci_lower and ci_upper")
-    nominal = c.level(ds, level)
-    param = c.resolve_param(ds, param)
-    estimators = c.resolve_estimators(ds, estimators)
-    one, where = c.one_cell(ds, cell)
+    nominal = nominal_level(ds, level)
+    param = resolve_param(ds, param)
+    estimators = resolve_estimators(ds, estimators)
+    one, where = one_cell(ds, cell)
     one = one.sel({"param": param})
     true = float(np.asarray(one["true"].values, dtype=float).ravel()[0])
 
     n_cols = min(len(estimators), 4)
     n_rows = -(-len(estimators) // n_cols)
-    names = c.estimator_labels(ds, estimators)
+    names = estimator_labels(ds, estimators)
     handles = [
         LineCollection([], color=COVERS, lw=0.8, label="Covers the true value"),
         LineCollection([], color=MISSES, lw=1.0, label="Misses the true value"),
@@ -116,7 +127,7 @@ def plot_zip(
         width = min(2.0 * n_cols + 0.8, 7.5)
         entries = [h.get_label() for h in handles] + ["Coverage \u00b11.96 MCSE", f"Nominal {nominal:.0%}",
                                                       f"True value {true:g}"]
-        legend_rows = -(-len(entries) // c.columns(entries, width))
+        legend_rows = -(-len(entries) // columns(entries, width))
         figsize = (width, 2.35 * n_rows + 0.55 + 0.16 * legend_rows)
     fig = Figure(figsize=figsize, layout="constrained")
     axes = fig.subplots(n_rows, n_cols, squeeze=False, sharey=True)
@@ -138,21 +149,21 @@ def plot_zip(
         any_se = any_se or bool(np.any(np.isfinite(se)))
         _panel(ax, est[ok], se[ok], lower[ok], upper[ok], true, nominal)
         size = mpl.rcParams["axes.titlesize"]
-        ax.set_title(c.wrap(names[k], panel_w, size) + "\n" + _coverage_text(lower[ok], upper[ok], true),
+        ax.set_title(wrap(names[k], panel_w, size) + "\n" + _coverage_text(lower[ok], upper[ok], true),
                      fontsize=size)
-        c.round_ticks(ax, 4)
+        round_ticks(ax, 4)
         if k % n_cols == 0:
             ax.set_ylabel("Centile of |z| (%)")
     if not any_se:
         raise ValueError(f"{param!r} has no standard errors in this cell, so no intervals to plot")
     for ax in axes.ravel()[len(estimators):]:
         ax.set_visible(False)
-    xlabel = c.wrap(f"{nominal:.0%} interval for {c.label(ds, param)}", panel_w, mpl.rcParams["axes.labelsize"])
+    xlabel = wrap(f"{nominal:.0%} interval for {label(ds, param)}", panel_w, mpl.rcParams["axes.labelsize"])
     for ax in axes.ravel()[:len(estimators)]:
         ax.set_xlabel(xlabel)
-    c.legend(fig, [axes.ravel()[0]], first=[h.get_label() for h in handles], loc="outside lower center",
-             handles={h.get_label(): h for h in handles})
-    c.set_title(fig, title, lambda: f"Zip plot of {c.label(ds, param)} at {c.cell_text(ds, where)}")
+    legend(fig, [axes.ravel()[0]], first=[h.get_label() for h in handles], loc="outside lower center",
+           handles={h.get_label(): h for h in handles})
+    set_title(fig, title, lambda: f"Zip plot of {label(ds, param)} at {cell_text(ds, where)}")
     return fig
 
 
@@ -175,7 +186,7 @@ def _panel(ax: Any, est: np.ndarray, se: np.ndarray, lower: np.ndarray, upper: n
         ax.add_collection(coll)
     if n:
         cov = float(covers.mean())
-        half = c.Z95 * np.sqrt(cov * (1 - cov) / n)
+        half = Z95 * np.sqrt(cov * (1 - cov) / n)
         ax.axhspan(100 * (cov - half), 100 * (cov + half), color=BAND, alpha=0.35, lw=0,
                    label="Coverage \u00b11.96 MCSE").set_gid("coverage_band")
         spread = np.nanpercentile(np.concatenate([lo, hi]), [0.5, 99.5])

@@ -1,5 +1,5 @@
-"""The look of every figure: the style users can override, files for a paper, readable labels, line styles
-that survive overlap and greyscale, ticks that never run together."""
+"""The look of every figure: the style users can override, files for a paper, line styles that survive overlap
+and greyscale; and every figure kind exported and drawn by Results."""
 
 from __future__ import annotations
 
@@ -16,13 +16,9 @@ from simstudy.output.plots import (
     MARKERS,
     PALETTE,
     STYLE,
-    plot_failures,
-    plot_forest,
-    plot_heatmap,
     plot_nested_loop,
     plot_performance,
     plot_power,
-    plot_zip,
     resolve_style,
     save_figure,
 )
@@ -123,47 +119,6 @@ def test_save_figure_options(summary, tmp_path):
         save_figure(fig, tmp_path / "power", formats=("docx",))
 
 
-# --- readable labels ------------------------------------------------------------------------------------
-
-
-def test_default_labels_are_readable(summary):
-    fig = plot_performance(summary, measure="coverage", param="treat", select={"icc": 0.2})
-    assert fig.get_supxlabel() == "n groups"
-    assert fig.axes[0].get_ylabel() == "Coverage"
-    assert [ax.get_title() for ax in fig.axes] == ["group size = 5", "group size = 10"]
-    for measure, text in (("bias", "Bias"), ("emp_se", "Empirical SE"),
-                          ("rel_error", "Relative error of model SE (%)")):
-        fig = plot_performance(summary, measure=measure, param="treat", select={"icc": 0.2, "group_size": 5})
-        assert fig.axes[0].get_ylabel().replace("\n", " ") == text  # wrapped to the height of the axes
-
-
-def test_the_studys_labels_name_factors_estimators_params_and_measures(summary, variants):
-    labels = {"icc": "ICC", "n_groups": "Number of clusters", "lmm_t": "LMM, t (between-within df)",
-              "treat": "treatment effect", "coverage": "Coverage of 95% CI"}
-    named = variants.with_labels(summary, labels)
-    fig = plot_performance(named, param="treat", select={"group_size": 5}, title=True)
-    assert [ax.get_title() for ax in fig.axes] == ["ICC = 0.05", "ICC = 0.2"]
-    assert fig.get_supxlabel() == "Number of clusters" and fig.axes[0].get_ylabel() == "Coverage of 95% CI"
-    legend = [t.get_text() for t in fig.legends[0].get_texts()]
-    assert legend[:4] == ["ols", "ols_cluster", "lmm", "LMM, t (between-within df)"]
-    assert "treatment effect" in fig.get_suptitle() and "group size = 5" in fig.get_suptitle()
-    nested = plot_nested_loop(named, param="treat")
-    assert "ICC: 0.05, 0.2" in [t.get_text() for t in nested.axes[1].get_yticklabels()]
-    failures = plot_failures(named)
-    assert failures.axes[0].get_yticklabels()[0].get_text() == "Number of clusters = 6, group size = 5, ICC = 0.05"
-    assert "LMM, t (between-within df)" in [t.get_text() for t in failures.axes[0].get_xticklabels()]
-    forest = plot_forest(named, param="treat")
-    assert forest.axes[0].get_yticklabels()[-1].get_text() == "Number of clusters = 20, group size = 10, ICC = 0.2"
-
-
-def test_no_titles_inside_figures_by_default(summary, estimates):
-    figures = [plot_performance(summary), plot_power(summary), plot_nested_loop(summary), plot_failures(summary),
-               plot_forest(summary), plot_heatmap(summary, select={"group_size": 5}),
-               plot_zip(estimates, cell=CELL)]
-    assert [fig.get_suptitle() for fig in figures] == [""] * len(figures)
-    assert plot_power(summary, title="Figure 2").get_suptitle() == "Figure 2"
-
-
 # --- estimator styles -----------------------------------------------------------------------------------
 
 
@@ -202,50 +157,6 @@ def test_se_plot_keeps_the_model_se_visible_on_top_of_the_empirical_se(summary):
         assert mod.get_markersize() < emp.get_markersize()
     assert EMPIRICAL_SE["zorder"] < MODEL_SE["zorder"]
     assert errorbar_lines(ax) == empirical
-
-
-# --- x axes and ticks -----------------------------------------------------------------------------------
-
-
-def visible_ticks(fig, ax):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    FigureCanvasAgg(fig)
-    fig.canvas.draw()
-    lo, hi = ax.get_xlim()
-    return [float(t) for t in ax.get_xticks() if lo <= t <= hi], [t.get_text() for t in ax.get_xticklabels()
-                                                                   if t.get_text()]
-
-
-def test_numeric_factor_to_scale_with_the_levels_as_ticks_when_few(summary, variants):
-    fig = plot_power(summary, param="treat")
-    ticks, labels = visible_ticks(fig, fig.axes[2])  # bottom left: the panels share x
-    assert ticks == [6, 20] and labels == ["6", "20"]
-    assert fig.axes[0].get_xscale() == "linear"
-
-
-def test_many_levels_get_round_ticks_that_do_not_overlap(summary, variants, check_layout):
-    # defect: tick labels of power curves ran together ("61014182226")
-    many = variants.widen(summary, "n_groups", list(range(6, 40, 4)))
-    fig = check_layout(plot_power(many, param="treat"))
-    ticks, _ = visible_ticks(fig, fig.axes[2])
-    assert len(ticks) < 9 and all(t == round(t) for t in ticks)
-    line = errorbar_lines(fig.axes[0])[0]
-    assert len(line.get_xdata()) == 9  # every level is still drawn
-
-
-def test_geometric_levels_on_a_log_axis(summary, variants, check_layout):
-    geometric = variants.widen(summary, "n_groups", [5, 10, 20, 40, 80])
-    fig = check_layout(plot_performance(geometric, param="treat", select={"icc": 0.2, "group_size": 5}))
-    ax = fig.axes[0]
-    assert ax.get_xscale() == "log"
-    ticks, labels = visible_ticks(fig, ax)
-    assert ticks == [5, 10, 20, 40, 80] and labels == ["5", "10", "20", "40", "80"]
-    even = plot_performance(geometric, param="treat", select={"icc": 0.2, "group_size": 5}, xscale="category")
-    assert even.axes[0].get_xscale() == "linear"
-    np.testing.assert_allclose(sorted(errorbar_lines(even.axes[0])[0].get_xdata()), np.arange(5), atol=0.2)
-    with pytest.raises(ValueError, match="xscale must be one of"):
-        plot_performance(summary, xscale="sqrt")
 
 
 # --- the registry ---------------------------------------------------------------------------------------
