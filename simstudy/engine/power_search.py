@@ -130,7 +130,8 @@ def search_record(result: SearchResult, search: PowerSearch, held: dict[str, Any
         "factor": search.factor, "target": search.target, "estimator": search.estimator, "param": search.param,
         "range": [search.lo, search.hi], "confidence": search.confidence, "alpha": alpha, "held": held,
         "failures": "non-rejections" if search.failures_reject else "excluded",
-        "answer": result.answer, "replicates": result.reps, "warnings": list(result.warnings),
+        "answer": result.answer, "sure": result.sure, "replicates": result.reps,
+        "warnings": list(result.warnings),
         "decisions": [dataclasses.asdict(d) for d in result.decisions],
     }
 
@@ -146,15 +147,16 @@ def format_search(result: SearchResult, search: PowerSearch, out: Path) -> str:
     if result.answer is None:
         lines.append(f"no {search.factor} in {search.lo}-{search.hi} reaches power {search.target} for {what}")
     else:
-        lines.append(f"smallest {search.factor} with power >= {search.target} for {what}: {result.answer} "
+        found = result.answer if result.sure == result.answer else \
+            f"between {result.answer} and {result.sure}" if result.sure is not None else f"{result.answer} or more"
+        lines.append(f"smallest {search.factor} with power >= {search.target} for {what}: {found} "
                      f"(every decision right with probability >= {search.confidence})")
+    shown = set() if result.answer is None else {result.answer - 1, result.answer, result.sure}
     for d in sorted(result.decisions, key=lambda d: d.level):
-        if result.answer is not None and d.level in (result.answer - 1, result.answer):
+        if d.level in shown or (d.verdict == "indeterminate" and result.answer is not None
+                                and d.level >= result.answer):
             lines.append(f"  {search.factor} = {d.level}: power {d.power:.3f} ({d.hits}/{d.tested}); exact interval "
                          f"{d.lower:.3f}-{d.upper:.3f} (error {1 - d.confidence:.1e}): {_VERDICT[d.verdict]}")
-    sure = min((d.level for d in result.decisions if d.verdict == "reaches"), default=None)
-    if result.answer is not None and sure is not None and sure != result.answer:
-        lines.append(f"  the smallest level decided to reach the target: {sure}")
     visited = ", ".join(str(d.level) for d in result.decisions)
     lines.append(f"replicates spent: {result.reps} over {len(result.decisions)} levels (visited in order: {visited})")
     lines += [f"warning: {w}" for w in result.warnings]

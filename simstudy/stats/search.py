@@ -8,15 +8,19 @@ Decisions. At a level ``N`` the question is whether power ``p(N) >= target``. Re
 doubling batches (``start``, ``2 start``, ... up to ``max_reps``); after each batch an exact
 (Clopper-Pearson) interval at the look's confidence decides ``p >= target`` (its lower limit at or above
 the target) or ``p < target`` (its upper limit below). A level where ``max_reps`` replicates do not decide
-is *indeterminate*: its power is within the interval around the target, and the search treats it as
-reaching the target (the answer's neighbour within Monte Carlo error, reported as such).
+is *indeterminate*: its power is within the interval around the target. The bisection treats it as
+reaching the target; if the answer is indeterminate, a second bisection finds the smallest level above it
+that is decided to reach the target (``sure``), so the result is a range, not a guess: ``answer`` is the
+smallest level that may reach the target, ``sure`` the smallest that does (the same level when the answer
+was decided).
 
 The guarantee. Every look of every decision gets its own error ``delta``: the i-th decision ``(1 - c)
 6 / (pi^2 i^2)`` and its k-th look that times ``6 / (pi^2 k^2)`` (both sums converge to their total), so the
 probability that any look of any decision is wrong is at most ``1 - c`` (a union bound; no independence is
 assumed). If power increases with the level, then with probability at least ``c`` every decision is right,
-and the answer ``N`` satisfies ``p(N) >= target > p(N - 1)`` (or ``N`` is the lower end of the range, or an
-indeterminate level is involved, which the result says).
+and the smallest level whose power reaches the target lies in ``[answer, sure]`` (one level when the answer
+was decided: ``p(N) >= target > p(N - 1)``, unless ``N`` is the lower end of the range, which the result
+says).
 
 The levels are visited by bisection between a level known to fall short (or ``lo - 1``) and one known to
 reach the target (``hi``, checked first); decisions that contradict monotone power (a level that reaches
@@ -62,6 +66,8 @@ class SearchResult:
     confidence: float
     decisions: list[Decision] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    #: The smallest level decided to reach the target (``answer`` unless the answer is indeterminate).
+    sure: int | None = None
 
     @property
     def reps(self) -> int:
@@ -115,8 +121,10 @@ def smallest_level(evaluate: Evaluate, lo: int, hi: int, target: float, *, confi
     Returns
     -------
     SearchResult
-        ``answer`` (None if ``hi`` falls short), every decision made, replicates spent, and warnings (an
-        indeterminate level, or decisions that contradict monotone power).
+        ``answer`` (None if ``hi`` falls short), ``sure`` (the smallest level decided to reach the target;
+        above ``answer`` when the power there cannot be told from the target), every decision made,
+        replicates spent, and warnings (an indeterminate answer, or decisions that contradict monotone
+        power).
     """
     if not 0 < target < 1 or not 0 < confidence < 1:
         raise ValueError(f"target power and confidence must lie in (0, 1), got {target!r}, {confidence!r}")
@@ -148,6 +156,15 @@ def smallest_level(evaluate: Evaluate, lo: int, hi: int, target: float, *, confi
         else:
             good = mid
     result.answer = good  # good - 1 was decided "short" by the bisection (unless good is lo)
+    sure = min((d.level for d in result.decisions if d.verdict == "reaches" and d.level >= good), default=None)
+    maybe = good  # indeterminate levels at and above the answer: where the decided reach starts
+    while sure is not None and sure - maybe > 1:
+        mid = (sure + maybe) // 2
+        if ask(mid).verdict == "reaches":
+            sure = mid
+        else:
+            maybe = mid
+    result.sure = sure
     _check(result, lo)
     return result
 
@@ -155,11 +172,14 @@ def smallest_level(evaluate: Evaluate, lo: int, hi: int, target: float, *, confi
 def _check(result: SearchResult, lo: int) -> None:
     """Warnings: indeterminate levels next to the answer, and decisions against monotone power."""
     by_level = sorted(result.decisions, key=lambda d: d.level)
-    for d in by_level:
-        if d.verdict == "indeterminate" and result.answer is not None and abs(d.level - result.answer) <= 1:
-            result.warnings.append(
-                f"power at {d.level} could not be told from the target with {d.reps} replicates "
-                f"({d.power:.3f}, interval {d.lower:.3f}-{d.upper:.3f}): the answer may be off by one")
+    if result.answer is not None and result.sure != result.answer:
+        close = [d for d in by_level if d.verdict == "indeterminate" and d.level >= result.answer
+                 and (result.sure is None or d.level < result.sure)]
+        told = ", ".join(f"{d.level} ({d.power:.3f}, interval {d.lower:.3f}-{d.upper:.3f})" for d in close)
+        where = f"between {result.answer} and {result.sure}" if result.sure is not None else \
+            f"at or above {result.answer} (no level in the range is decided to reach the target)"
+        result.warnings.append(f"power could not be told from the target with {close[0].reps} replicates at "
+                               f"{told}: the answer lies {where}")
     for a, b in zip(by_level, by_level[1:]):
         if a.verdict == "reaches" and b.verdict == "short":
             result.warnings.append(f"power is not increasing: it reaches the target at {a.level} but falls short at "
