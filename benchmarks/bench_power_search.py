@@ -80,7 +80,8 @@ def main() -> None:
     exact = next(n for n in range(LO, HI + 1) if analytic(n) >= TARGET)
     print(f"question: smallest n_groups in {LO}..{HI} with power >= {TARGET} (confidence {CONFIDENCE}); "
           f"analytic answer (t test, design effect) {exact}")
-    print(f"search on the study: answer {result.answer}, {result.reps} replicates over {len(result.decisions)} "
+    found = result.answer if result.sure == result.answer else f"{result.answer} to {result.sure}"
+    print(f"search on the study: answer {found}, {result.reps} replicates over {len(result.decisions)} "
           f"levels, {seconds:.1f} s with {args.jobs} jobs ({1e3 * seconds / result.reps:.2f} ms per replicate, "
           f"5 estimators fitted each); rerun from its checkpoints: {rerun:.1f} s, same answer: "
           f"{again.answer == result.answer}")
