@@ -10,6 +10,7 @@ import hashlib
 import importlib.util
 import math
 import numbers
+import os
 import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -267,8 +268,17 @@ def load_study(path: str | Path) -> Study:
 def _send_local_modules_by_value(folder: Path) -> None:
     """Register the modules imported from ``folder`` with cloudpickle (joblib's copy and Dask's) so that
     worker processes receive their code with the study instead of importing them."""
+    resolved: dict[str, Path] = {}  # a directory's real path, resolved once (modules share few directories)
+
+    def home(file: str) -> Path:
+        where = os.path.dirname(file)
+        if where not in resolved:
+            resolved[where] = Path(where).resolve()
+        return resolved[where]
+
+    folder = folder.resolve()
     local = [m for m in list(sys.modules.values())
-             if getattr(m, "__file__", None) and Path(m.__file__).resolve().parent == folder]
+             if isinstance(getattr(m, "__file__", None), str) and home(m.__file__) == folder]
     picklers = []
     try:
         from joblib.externals import cloudpickle as joblib_cloudpickle
