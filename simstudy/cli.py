@@ -280,8 +280,8 @@ def _run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--retries", type=_non_negative_int, default=1,
                    help="retries of a chunk whose worker died (default 1)")
     p.add_argument("--timeout", type=_seconds, default=None, metavar="SECONDS",
-                   help="record a replicate whose generate and fits take longer as failed and go on (default: "
-                        "no limit; not with --backend dask)")
+                   help="record a replicate whose generate and fits take longer as failed and go on; a rerun "
+                        "with a longer limit recomputes those (default: no limit; not with --backend dask)")
     p.add_argument("--in-process", action="store_true",
                    help="run the tasks in this process, one at a time (debugging; a crash ends the run)")
     p.add_argument("--max-failure-rate", type=_level, default=None,

@@ -1,12 +1,14 @@
 """A small study whose fits take a few milliseconds, for the kill-and-resume tests.
 
-SIMSTUDY_TEST_SLEEP sets the seconds each fit sleeps (default 0.002); SIMSTUDY_TEST_KILLER=1 adds a method that kills its worker process (os._exit) on the
-replicates whose first value exceeds 3.4: a crash in compiled code, as far as the runner can tell.
+SIMSTUDY_TEST_SLEEP sets the seconds each fit sleeps (default 0.002); SIMSTUDY_TEST_KILLER=1 adds a method
+that kills its worker process (os._exit) on the replicates whose first value exceeds 3.4: a crash in
+compiled code, as far as the runner can tell.
 SIMSTUDY_TEST_HANG=MODE:THRESHOLD[:FLAG,...] adds a method "hang" that estimates the mean like "mean" but
-never returns on the replicates whose mean exceeds THRESHOLD: MODE "sleep" sleeps (Python code, which an alarm
-interrupts), "blocked" blocks SIGALRM first (like compiled code that never returns to Python). FLAG "batch":
-it also has a fit_batch, which hangs if any of its replicates does; "workers": it hangs only in loky's worker
-processes (not in the forked child where the preflight fits replicate 1).
+never returns on the replicates whose mean exceeds THRESHOLD: MODE "sleep" sleeps (Python code, which an
+alarm interrupts), "blocked" blocks SIGALRM first (like compiled code that never returns to Python), "pause"
+only takes 1.5 s (a slow fit, not a hang). FLAG "batch": it also has a fit_batch, which hangs if any of its
+replicates does; "workers": it hangs only in loky's worker processes (not in the forked child where the
+preflight fits replicate 1).
 """
 
 import os
@@ -65,7 +67,7 @@ class Hang(SlowMean):
         if data["y"].mean() > self.threshold and (in_loky_worker() or not self.workers_only):
             if self.mode == "blocked":
                 signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
-            time.sleep(3600)
+            time.sleep(1.5 if self.mode == "pause" else 3600)
         return super().fit(data)
 
 

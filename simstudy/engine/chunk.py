@@ -97,6 +97,17 @@ def timed_out_message(timeout: float) -> str:
     return f"timed out after {timeout:g} s"
 
 
+def timed_out_after(message: str) -> float | None:
+    """The limit a replicate ran out of, read from its :func:`timed_out_message`; None for other messages."""
+    head, tail = "timed out after ", " s"
+    if not (message.startswith(head) and message.endswith(tail)):
+        return None
+    try:
+        return float(message[len(head) : -len(tail)])
+    except ValueError:
+        return None
+
+
 class _TimedOut(BaseException):
     """Raised by the alarm in the middle of a replicate that ran out of time (a BaseException, so that
     ``except Exception`` in a fit does not swallow it)."""

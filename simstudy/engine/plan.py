@@ -3,7 +3,9 @@
 Chunks are matched to cells by the cell's key (its factor values), so added levels and added replicates
 reuse everything already computed. A chunk whose cell fingerprint differs from the study's (the DGP,
 estimators, seed or truth changed) is refused unless ``force``, which deletes it. A chunk that is
-truncated or fails its checksum is deleted and recomputed.
+truncated or fails its checksum is deleted and recomputed. With ``retry_timed_out``, a chunk holding
+replicates that ran out of a shorter time limit than this run's (or of any limit, when this run has none)
+is recomputed, with a notice: a timed-out replicate's result depends on the limit, the others' do not.
 """
 
 from __future__ import annotations
@@ -15,11 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow.parquet as pq
 
 from simstudy.design import cell_label
 from simstudy.engine.checkpoint import ChunkFile, CorruptChunk, key_hex, list_chunks, read_chunk
-from simstudy.engine.chunk import ChunkResult, Task
+from simstudy.engine.chunk import ChunkResult, Task, timed_out_after
 from simstudy.engine.fingerprint import cell_fingerprint, study_parts
 from simstudy.engine.rng import cell_key
 
@@ -39,26 +42,34 @@ class Plan:
 
     @classmethod
     def make(cls, study: Any, out: Path, cells: list[dict[str, Any]], truths: Sequence[dict[str, dict[str, float]]],
-             reps: int, seed: int, *, force: bool = False) -> "Plan":
-        """Scan ``out`` for checkpoints of these cells; raise ``ValueError`` if any belong to another study."""
+             reps: int, seed: int, *, force: bool = False, timeout: float | None = None,
+             retry_timed_out: bool = False) -> "Plan":
+        """Scan ``out`` for checkpoints of these cells; raise ``ValueError`` if any belong to another study.
+        With ``retry_timed_out``, chunks whose replicates timed out after less than ``timeout`` seconds (any,
+        if ``timeout`` is None) are deleted, to be recomputed."""
         parts = study_parts(study)
         keys = [key_hex(cell_key(c)) for c in cells]
         fps = [cell_fingerprint(parts, c, t, seed) for c, t in zip(cells, truths)]
         plan = cls(out, cells, keys, fps, reps, seed)
         index = {k: i for i, k in enumerate(keys)}
         changed: dict[int, list[ChunkFile]] = {}
+        retried: list[tuple[ChunkFile, float]] = []
         for cf in list_chunks(out):
             i = index.get(cf.key)
             if i is None or cf.start > reps:
                 continue  # a level or replicates this run does not ask for: kept, not used
             try:
-                _, meta = read_chunk(cf.path)
+                result, meta = read_chunk(cf.path)
             except CorruptChunk as exc:
                 cf.path.unlink(missing_ok=True)
                 plan.discarded.append(str(exc))
                 continue
             if meta["fingerprint"] != fps[i]:
                 changed.setdefault(i, []).append(cf)
+                continue
+            limit = _timed_out(result) if retry_timed_out else None
+            if limit is not None and (timeout is None or limit < timeout):
+                retried.append((cf, limit))
                 continue
             plan.found.setdefault(i, []).append(cf)
         if changed and not force:
@@ -72,6 +83,13 @@ class Plan:
                 cf.path.unlink(missing_ok=True)
         for message in plan.discarded:
             print(f"simstudy: recomputing a damaged checkpoint ({message})", file=sys.stderr)
+        if retried:
+            for cf, _ in retried:
+                cf.path.unlink(missing_ok=True)
+            limits = ", ".join(f"{v:g}" for v in sorted({v for _, v in retried}))
+            now = "no time limit" if timeout is None else f"--timeout {timeout:g}"
+            print(f"simstudy: recomputing {len(retried)} chunk(s) ({sum(cf.stop - cf.start for cf, _ in retried)} "
+                  f"replicates) that held replicates timed out after {limits} s, now with {now}", file=sys.stderr)
         return plan
 
     def done(self) -> int:
@@ -129,6 +147,12 @@ class Plan:
                 meta = json.loads(pq.read_schema(cf.path).metadata[b"simstudy"])
                 params.update(dict.fromkeys(meta["params"]))
         return list(params)
+
+
+def _timed_out(result: ChunkResult) -> float | None:
+    """The longest time limit any replicate of ``result`` ran out of, or None if none did."""
+    limits = [timed_out_after(str(m)) for m in np.unique(np.asarray(result.message, dtype=str))]
+    return max((v for v in limits if v is not None), default=None)
 
 
 def _gaps(start: int, stop: int, have: list[tuple[int, int]]) -> list[tuple[int, int]]:

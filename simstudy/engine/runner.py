@@ -365,7 +365,9 @@ def run_study(study: Study, config: RunConfig = RunConfig(), *, study_file: Path
         _check_same_study(out, study.name)
         if not config.shard:  # shards share the directory: another shard may be writing right now
             sweep_temp(out)
-        plan = Plan.make(study, out, cells, truths, reps, seed, force=config.force)
+        # shards share the directory (another shard's chunks are not this one's to delete), merge only reads
+        plan = Plan.make(study, out, cells, truths, reps, seed, force=config.force, timeout=config.timeout,
+                         retry_timed_out=not (config.shard or config.merge))
         if config.chunk_size:
             chunk = config.chunk_size
         elif config.shard or config.merge:  # every shard must cut the same blocks

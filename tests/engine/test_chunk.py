@@ -318,3 +318,11 @@ def test_results_are_those_of_the_code_before():
         assert np.nansum(res.values["estimate"]) == pytest.approx(est_sum, rel=1e-12)
         assert np.nansum(res.values["se"]) == pytest.approx(se_sum, rel=1e-12)
         assert res.values["estimate"][0, 0, 2] == pytest.approx(first_treat, rel=1e-12)
+
+
+def test_the_time_limit_is_read_back_from_a_timed_out_message():
+    from simstudy.engine.chunk import timed_out_after, timed_out_message
+
+    assert timed_out_after(timed_out_message(2.5)) == 2.5 and timed_out_after(timed_out_message(30)) == 30
+    assert timed_out_after("worker died on 2 attempts (TerminatedWorkerError)") is None
+    assert timed_out_after("timed out after soon s") is None and timed_out_after("") is None

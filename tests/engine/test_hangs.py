@@ -132,6 +132,33 @@ def test_os_exit_with_one_job_costs_replicates_not_the_run(tmp_path):
     assert executed == {"backend": "loky", "workers": 1}
 
 
+@pytest.mark.slow
+def test_a_longer_timeout_recomputes_the_replicates_that_timed_out(tmp_path, reference):
+    # defect: rerunning with a longer --timeout reused the chunks whose replicates had timed out, silently
+    m = means(reference)
+    top = np.sort(m.values.ravel())[::-1]
+    threshold = float(top[0] + top[1]) / 2  # one replicate takes 1.5 s
+    slow = m > threshold
+    out = tmp_path / "run"
+    env = {"SIMSTUDY_TEST_HANG": f"pause:{threshold!r}:workers"}
+    argv = ("run", SLOW, "--out", out, "--reps", REPS, "--chunk-size", CHUNK, "--jobs", "2", "--quiet")
+    code, _, err = finish(simstudy(*argv, "--timeout", "1", env=env))
+    assert code == 0, err
+    assert bool(((load(out)["message"] == "timed out after 1 s") == slow).all())
+    code, _, err = finish(simstudy(*argv, "--timeout", "1", env=env))  # the same limit: reused as it is
+    assert code == 0 and "recomputing" not in err, err
+    code, _, err = finish(simstudy(*argv, "--timeout", "10", env=env))
+    assert code == 0, err
+    assert ("simstudy: recomputing 1 chunk(s) (5 replicates) that held replicates timed out after 1 s, now with "
+            "--timeout 10") in err
+    est = load(out)
+    assert bool((est["status"] == 0).all())
+    for name in ("mean", "hang"):
+        for var in VALUES:
+            np.testing.assert_array_equal(est[var].sel({"estimator": name}).values,
+                                          reference[var].sel({"estimator": "mean"}).values, err_msg=var)
+
+
 # --- no orphans ----------------------------------------------------------------------------------------------
 
 
