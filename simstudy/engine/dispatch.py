@@ -67,6 +67,30 @@ WORKER_ENV = {v: "1" for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_N
 _PR_SET_PDEATHSIG = 1
 
 
+#: Prefix of the heartbeat directories (followed by the owner's process id and a dash).
+BEATS = "simstudy-beats-"
+
+
+def sweep_beats(root: str | None = None) -> None:
+    """Remove the heartbeat directories in ``root`` (default: the temporary directory) of processes that no
+    longer run."""
+    root = root or tempfile.gettempdir()
+    try:
+        names = [n for n in os.listdir(root) if n.startswith(BEATS)]
+    except OSError:
+        return
+    for name in names:
+        owner = name[len(BEATS) :].split("-", 1)[0]
+        if not owner.isdigit():
+            continue
+        try:
+            os.kill(int(owner), 0)
+        except ProcessLookupError:
+            shutil.rmtree(os.path.join(root, name), ignore_errors=True)
+        except OSError:  # it runs, as another user
+            pass
+
+
 def grace(timeout: float) -> float:
     """Seconds past a replicate's deadline before the parent kills its worker: the alarm in the worker
     normally ends the replicate first; this only catches hangs that never return to Python."""
@@ -275,11 +299,16 @@ class _Item:
 
 
 class _Beats:
-    """Heartbeat files of the tasks in flight (only with a timeout)."""
+    """Heartbeat files of the tasks in flight (only with a timeout), in a temporary directory named after this
+    process; the directories of processes that no longer run (killed before they could clean up) are
+    removed when a new one is made."""
 
     def __init__(self, timeout: float | None) -> None:
         self.timeout = timeout
-        self.dir = tempfile.mkdtemp(prefix="simstudy-beats-") if timeout is not None else None
+        self.dir = None
+        if timeout is not None:
+            sweep_beats()
+            self.dir = tempfile.mkdtemp(prefix=f"{BEATS}{os.getpid()}-")
         self.count = 0
 
     def new(self) -> str | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 import time
 import types
@@ -14,7 +15,7 @@ import pytest
 
 from simstudy.engine.chunk import Task
 from simstudy.engine.cluster import cap_jobs
-from simstudy.engine.dispatch import arrived, execute, failed_chunk
+from simstudy.engine.dispatch import BEATS, arrived, execute, failed_chunk, sweep_beats
 from simstudy.engine.progress import Interrupted, StopRequest
 from simstudy.study import load_study
 from support import SLOW, TOY
@@ -142,3 +143,17 @@ def test_a_study_the_workers_cannot_read_is_one_clear_error(in_memory_study, mon
     with pytest.raises(ValueError, match=r"cannot be sent to the worker processes \(ModuleNotFoundError: No module "
                                          r"named 'simstudy_test_in_memory'\)"):
         list(execute(in_memory_study, [Task(0, {"n": 5}, 1, 5, 1)], 1))
+
+
+def test_heartbeat_directories_of_dead_runs_are_swept(tmp_path):
+    # defect: a run killed with SIGKILL left its /tmp/simstudy-beats-* directory behind, forever
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True)
+    gone = tmp_path / f"{BEATS}{int(dead.stdout)}-abc"
+    alive = tmp_path / f"{BEATS}{os.getpid()}-def"
+    other = tmp_path / f"{BEATS}xyz"  # not one of ours: left alone
+    for d in (gone, alive, other):
+        d.mkdir()
+        (d / "1").write_text("beat")
+    sweep_beats(str(tmp_path))
+    assert not gone.exists() and alive.exists() and other.exists()
