@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -338,6 +339,19 @@ def test_damaged_study_json_is_one_line(capsys, tmp_path, finished, content):
     for command in ("resume", "show"):
         code, _, err = run_cli(capsys, command, str(out))
         assert code == 2 and err.startswith("simstudy: error:") and len(err.strip().splitlines()) == 1, err
+
+
+@pytest.mark.parametrize("limit", ["soon", -1, True])
+def test_a_damaged_time_limit_is_refused_by_resume(capsys, tmp_path, finished, limit):
+    out, _ = finished
+    meta = json.loads((out / "study.json").read_text())
+    meta["run"]["timeout"] = limit
+    (out / "study.json").write_text(json.dumps(meta))
+    before = (out / "estimates.nc").read_bytes()
+    code, _, err = run_cli(capsys, "resume", str(out))
+    assert code == 2 and err == (f"simstudy: error: {str(out / 'study.json')!r} is damaged (its time limit is "
+                                 f"{limit!r}, not a number of seconds)\n")
+    assert (out / "estimates.nc").read_bytes() == before
 
 
 def test_temporary_files_are_swept(capsys, tmp_path, finished):

@@ -115,6 +115,8 @@ class RunConfig:
     #: Write ``estimates.nc``, ``summary.nc`` and a complete ``study.json`` (False: compute the missing
     #: chunks and return ``(estimates, None)`` without writing outputs; the power search's looks).
     write: bool = True
+    #: Recompute chunks whose replicates timed out after less than ``timeout`` (any limit, if None).
+    retry_timed_out: bool = True
 
     def __post_init__(self) -> None:
         if self.retries < 0:
@@ -367,7 +369,7 @@ def run_study(study: Study, config: RunConfig = RunConfig(), *, study_file: Path
             sweep_temp(out)
         # shards share the directory (another shard's chunks are not this one's to delete), merge only reads
         plan = Plan.make(study, out, cells, truths, reps, seed, force=config.force, timeout=config.timeout,
-                         retry_timed_out=not (config.shard or config.merge))
+                         retry_timed_out=config.retry_timed_out and not (config.shard or config.merge))
         if config.chunk_size:
             chunk = config.chunk_size
         elif config.shard or config.merge:  # every shard must cut the same blocks
@@ -385,7 +387,7 @@ def run_study(study: Study, config: RunConfig = RunConfig(), *, study_file: Path
             "unscored": list(study.unscored), "labels": dict(study.labels), "nulls": dict(study.nulls),
             "alpha": study.alpha,
             "run": {"reps": reps, "seed": seed, "chunk_size": chunk, "max_failure_rate": config.max_failure_rate,
-                    "study_file": str(study_file.resolve()) if study_file else None, "complete": False,
+                    "timeout": config.timeout, "study_file": str(study_file.resolve()) if study_file else None, "complete": False,
                     "run_id": uuid.uuid4().hex},
         }
 
@@ -495,13 +497,17 @@ def _compute(study: Study, plan: Plan, config: RunConfig, chunk: int, jobs: int,
 
 
 def resume(out: Path, config: RunConfig = RunConfig()) -> tuple[xr.Dataset, xr.Dataset]:
-    """Finish the run recorded in ``out/study.json`` with its own reps, seed and chunk size."""
+    """Finish the run recorded in ``out/study.json`` with its own reps, seed, chunk size, failure rate and
+    time limit (``config`` may change the reps, chunk size, failure rate and time limit)."""
     path = out / "study.json"
     if not path.is_file():
         raise ValueError(f"{str(out)!r} is not a run's output directory (no study.json)")
     run = _read_study_json(out).get("run", {})
     if not isinstance(run, dict) or not isinstance(run.get("reps", 1), int):
         raise ValueError(f"{str(path)!r} is damaged (its 'run' entry is not a simstudy run's)")
+    limit = run.get("timeout")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, (int, float)) or not limit > 0):
+        raise ValueError(f"{str(path)!r} is damaged (its time limit is {limit!r}, not a number of seconds)")
     study_file = Path(run["study_file"]) if run.get("study_file") else None
     if study_file is None or not study_file.is_file():
         study_file = out / "study.py"
@@ -511,5 +517,9 @@ def resume(out: Path, config: RunConfig = RunConfig()) -> tuple[xr.Dataset, xr.D
         chunk_size=config.chunk_size or run.get("chunk_size"),
         max_failure_rate=config.max_failure_rate if config.max_failure_rate is not None
         else run.get("max_failure_rate"),
+        timeout=config.timeout if config.timeout is not None or config.backend != "loky" else limit,
+        # Dask runs without a time limit, and runs of simstudy 0.2.0 did not record theirs: then chunks that
+        # timed out under the run's limit are kept as they are (not recomputed without a limit)
+        retry_timed_out=config.timeout is not None or (config.backend == "loky" and "timeout" in run),
     )
     return run_study(study, config, study_file=study_file)

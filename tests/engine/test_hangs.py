@@ -145,8 +145,9 @@ def test_a_longer_timeout_recomputes_the_replicates_that_timed_out(tmp_path, ref
     code, _, err = finish(simstudy(*argv, "--timeout", "1", env=env))
     assert code == 0, err
     assert bool(((load(out)["message"] == "timed out after 1 s") == slow).all())
-    code, _, err = finish(simstudy(*argv, "--timeout", "1", env=env))  # the same limit: reused as it is
+    code, _, err = finish(simstudy("resume", out, "--quiet", env=env))  # resume keeps the run's limit
     assert code == 0 and "recomputing" not in err, err
+    assert json.loads((out / "study.json").read_text())["run"]["timeout"] == 1
     code, _, err = finish(simstudy(*argv, "--timeout", "10", env=env))
     assert code == 0, err
     assert ("simstudy: recomputing 1 chunk(s) (5 replicates) that held replicates timed out after 1 s, now with "
