@@ -4,8 +4,9 @@ Chunks are matched to cells by the cell's key (its factor values), so added leve
 reuse everything already computed. A chunk whose cell fingerprint differs from the study's (the DGP,
 estimators, seed or truth changed) is refused unless ``force``, which deletes it. A chunk that is
 truncated or fails its checksum is deleted and recomputed. With ``retry_timed_out``, a chunk holding
-replicates that ran out of a shorter time limit than this run's (or of any limit, when this run has none)
-is recomputed, with a notice: a timed-out replicate's result depends on the limit, the others' do not.
+replicates that ran out of a shorter time limit than this run's is recomputed, with a notice: a timed-out
+replicate's result depends on the limit, the others' do not. A run without a limit keeps such chunks (it
+would hang where they hung).
 """
 
 from __future__ import annotations
@@ -45,8 +46,8 @@ class Plan:
              reps: int, seed: int, *, force: bool = False, timeout: float | None = None,
              retry_timed_out: bool = False) -> "Plan":
         """Scan ``out`` for checkpoints of these cells; raise ``ValueError`` if any belong to another study.
-        With ``retry_timed_out``, chunks whose replicates timed out after less than ``timeout`` seconds (any,
-        if ``timeout`` is None) are deleted, to be recomputed."""
+        With ``retry_timed_out``, chunks whose replicates timed out after less than ``timeout`` seconds are
+        deleted, to be recomputed."""
         parts = study_parts(study)
         keys = [key_hex(cell_key(c)) for c in cells]
         fps = [cell_fingerprint(parts, c, t, seed) for c, t in zip(cells, truths)]
@@ -67,8 +68,8 @@ class Plan:
             if meta["fingerprint"] != fps[i]:
                 changed.setdefault(i, []).append(cf)
                 continue
-            limit = _timed_out(result) if retry_timed_out else None
-            if limit is not None and (timeout is None or limit < timeout):
+            limit = _timed_out(result) if retry_timed_out and timeout is not None else None
+            if limit is not None and limit < timeout:
                 retried.append((cf, limit))
                 continue
             plan.found.setdefault(i, []).append(cf)
@@ -87,9 +88,9 @@ class Plan:
             for cf, _ in retried:
                 cf.path.unlink(missing_ok=True)
             limits = ", ".join(f"{v:g}" for v in sorted({v for _, v in retried}))
-            now = "no time limit" if timeout is None else f"--timeout {timeout:g}"
             print(f"simstudy: recomputing {len(retried)} chunk(s) ({sum(cf.stop - cf.start for cf, _ in retried)} "
-                  f"replicates) that held replicates timed out after {limits} s, now with {now}", file=sys.stderr)
+                  f"replicates) that held replicates timed out after {limits} s, now with --timeout {timeout:g}",
+                  file=sys.stderr)
         return plan
 
     def done(self) -> int:

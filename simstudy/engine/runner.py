@@ -115,8 +115,6 @@ class RunConfig:
     #: Write ``estimates.nc``, ``summary.nc`` and a complete ``study.json`` (False: compute the missing
     #: chunks and return ``(estimates, None)`` without writing outputs; the power search's looks).
     write: bool = True
-    #: Recompute chunks whose replicates timed out after less than ``timeout`` (any limit, if None).
-    retry_timed_out: bool = True
 
     def __post_init__(self) -> None:
         if self.retries < 0:
@@ -369,7 +367,7 @@ def run_study(study: Study, config: RunConfig = RunConfig(), *, study_file: Path
             sweep_temp(out)
         # shards share the directory (another shard's chunks are not this one's to delete), merge only reads
         plan = Plan.make(study, out, cells, truths, reps, seed, force=config.force, timeout=config.timeout,
-                         retry_timed_out=config.retry_timed_out and not (config.shard or config.merge))
+                         retry_timed_out=not (config.shard or config.merge))
         if config.chunk_size:
             chunk = config.chunk_size
         elif config.shard or config.merge:  # every shard must cut the same blocks
@@ -518,8 +516,5 @@ def resume(out: Path, config: RunConfig = RunConfig()) -> tuple[xr.Dataset, xr.D
         max_failure_rate=config.max_failure_rate if config.max_failure_rate is not None
         else run.get("max_failure_rate"),
         timeout=config.timeout if config.timeout is not None or config.backend != "loky" else limit,
-        # Dask runs without a time limit, and runs of simstudy 0.2.0 did not record theirs: then chunks that
-        # timed out under the run's limit are kept as they are (not recomputed without a limit)
-        retry_timed_out=config.timeout is not None or (config.backend == "loky" and "timeout" in run),
     )
     return run_study(study, config, study_file=study_file)

@@ -148,6 +148,8 @@ def test_a_longer_timeout_recomputes_the_replicates_that_timed_out(tmp_path, ref
     code, _, err = finish(simstudy("resume", out, "--quiet", env=env))  # resume keeps the run's limit
     assert code == 0 and "recomputing" not in err, err
     assert json.loads((out / "study.json").read_text())["run"]["timeout"] == 1
+    code, _, err = finish(simstudy(*argv, env=env))  # no limit: kept (recomputing could hang where they hung)
+    assert code == 0 and "recomputing" not in err, err
     code, _, err = finish(simstudy(*argv, "--timeout", "10", env=env))
     assert code == 0, err
     assert ("simstudy: recomputing 1 chunk(s) (5 replicates) that held replicates timed out after 1 s, now with "
