@@ -110,6 +110,16 @@ def check_real(name: str, value: Any) -> float:
     return float(value)
 
 
+def check_sequence(name: str, values: Any, length: int, length_name: str) -> Any:
+    """Check that a factor is a flat sequence of ``length`` values (one per level of ``length_name``) and
+    return it; its elements are for the caller to check."""
+    if isinstance(values, (str, bytes)) or np.ndim(values) != 1:
+        raise ValueError(f"factor {name!r} must be a sequence of numbers, got {values!r}")
+    if len(values) != length:
+        raise ValueError(f"factor {name!r} must have {length_name}={length} values, got {values!r}")
+    return values
+
+
 def check_proportion(name: str, value: Any, *, closed: bool = False) -> float:
     """Check that a factor lies in [0, 1) (or [0, 1] with ``closed``) and return it as ``float``."""
     v = check_nonnegative(name, value)

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from simstudy.dgp.base import check_count, check_nonnegative, check_positive, check_real
+from simstudy.dgp.base import check_count, check_nonnegative, check_positive, check_real, check_sequence
 
 
 def capped_normal_moments(mean: float, sd: float, cap: float) -> tuple[float, float]:
@@ -51,11 +51,7 @@ class TeachingMethodsFactors:
         check_count("students_per_instructor", self.students_per_instructor)
         check_nonnegative("instructor_sd", self.instructor_sd)
         check_positive("resid_sd", self.resid_sd)
-        pct = self.method_effects_pct
-        if isinstance(pct, (str, bytes)) or np.ndim(pct) != 1:
-            raise ValueError(f"factor 'method_effects_pct' must be a sequence of numbers, got {pct!r}")
-        if len(pct) != K:
-            raise ValueError(f"factor 'method_effects_pct' must have n_methods={K} values, got {pct!r}")
+        pct = check_sequence("method_effects_pct", self.method_effects_pct, K, "n_methods")
         for p in pct:
             check_real("method_effects_pct", p)
         for name in ("base_score", "gpa_slope", "gpa_mean"):

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from simstudy.dgp.base import check_count, check_nonnegative, check_positive, check_real
+from simstudy.dgp.base import check_count, check_nonnegative, check_positive, check_real, check_sequence
 from simstudy.dgp.teaching import capped_normal_moments  # noqa: F401 - shared with the additive model
 
 #: Gauss-Legendre nodes per panel, widest panel and range kept (in standard-normal units) of the quadrature
@@ -180,11 +180,7 @@ class TeachingMethodsMultiplicativeFactors:
         check_count("students_per_instructor", self.students_per_instructor)
         check_nonnegative("instructor_sd", self.instructor_sd)
         check_positive("resid_sd", self.resid_sd)
-        mult = self.method_multipliers
-        if isinstance(mult, (str, bytes)) or np.ndim(mult) != 1:
-            raise ValueError(f"factor 'method_multipliers' must be a sequence of numbers, got {mult!r}")
-        if len(mult) != K:
-            raise ValueError(f"factor 'method_multipliers' must have n_methods={K} values, got {mult!r}")
+        mult = check_sequence("method_multipliers", self.method_multipliers, K, "n_methods")
         for m in mult:
             check_positive("method_multipliers", m)
         if float(mult[0]) != 1.0:

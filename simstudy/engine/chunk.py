@@ -24,8 +24,9 @@ with or without a limit.
 Per-replicate overhead: the Generators come from :class:`~simstudy.engine.rng.ReplicateRngs` (the same as
 ``replicate_rng``, a tenth of the cost); the fits of a chunk share design matrices
 (:func:`~simstudy.estimators.formula.shared_designs`: estimators with the same formula build it once per
-replicate); an estimator with ``fit_batch_arrays`` hands back stacked arrays (:class:`Stacked`) that go into the
-chunk's arrays as they are, and a list of Fits (``fit_batch``, ``fit``) is stacked once per estimator.
+replicate); an estimator with ``fit_batch_arrays`` hands back stacked arrays
+(:class:`~simstudy.estimators.base.FitArrays`) that go into the chunk's arrays as they are, and a list of
+Fits (``fit_batch``, ``fit``) is stacked once per estimator.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ from typing import Any
 import numpy as np
 
 from simstudy.engine.rng import ReplicateRngs, cell_key
-from simstudy.estimators.base import STATUSES, Fit
+from simstudy.estimators.base import STATUSES, Fit, FitArrays
 from simstudy.estimators.formula import shared_designs
 
 #: Status code of a replicate that was not run (a cell the design's filter leaves out).
@@ -251,7 +252,8 @@ def _try_batch(estimator: Any, datasets: Sequence[Any], limit: Limit, budget: fl
 
 
 def _valid_arrays(fits: Any, n: int) -> bool:
-    """``fit_batch_arrays`` returned stacked results of ``n`` replicates (see :class:`Stacked`)."""
+    """``fit_batch_arrays`` returned stacked results of ``n`` replicates (a
+    :class:`~simstudy.estimators.base.FitArrays`)."""
     try:
         P = len(fits.params)
         return (all(np.shape(getattr(fits, v)) == (n, P) for v in (*VALUES, "reported"))
@@ -404,31 +406,12 @@ class _Column:
         return list(dict.fromkeys(p for i in sorted(first) for p in first[i]))
 
 
-@dataclass
-class Stacked:
-    """Fits of several replicates as arrays; what an estimator's ``fit_batch_arrays`` returns (duck-typed:
-    :class:`simstudy.estimators.ols.FitArrays` is one). Values and ``reported`` are (replicates, params),
-    ``status`` (codes into STATUSES) and ``n_warnings`` (replicates,), ``message`` a sequence of str;
-    ``names`` (optional) each replicate's own parameters, for their order."""
-
-    params: tuple[str, ...]
-    estimate: np.ndarray
-    se: np.ndarray
-    ci_lower: np.ndarray
-    ci_upper: np.ndarray
-    df: np.ndarray
-    reported: np.ndarray
-    status: np.ndarray
-    n_warnings: np.ndarray
-    message: list[str]
-    names: list[tuple[str, ...]]
-
-
 _STATUS = {s: k for k, s in enumerate(STATUSES)}
 
 
-def _stack(fits: list[Fit]) -> Stacked:
-    """A list of Fits as :class:`Stacked` arrays (Fits with the same parameters stacked in one go)."""
+def _stack(fits: list[Fit]) -> FitArrays:
+    """A list of Fits as one :class:`~simstudy.estimators.base.FitArrays` (Fits with the same parameters
+    stacked in one go)."""
     n = len(fits)
     by_names: dict[tuple[str, ...], list[int]] = {}
     for i, f in enumerate(fits):
@@ -446,7 +429,7 @@ def _stack(fits: list[Fit]) -> Stacked:
         for v in VALUES:
             values[v][at] = np.array([getattr(fits[i], v) for i in rows], dtype=float).reshape(len(rows), len(cols))
         reported[at] = True
-    return Stacked(params, *(values[v] for v in VALUES), reported,
+    return FitArrays(params, *(values[v] for v in VALUES), reported,
                    np.array([_STATUS[f.status] for f in fits], np.int8),
                    np.array([f.n_warnings for f in fits], np.int32), [f.message for f in fits],
                    [f.params for f in fits])

@@ -67,6 +67,42 @@ class Fit:
         return cls(tuple(params), nan, nan, nan, nan, nan, "failed", n_warnings, message)
 
 
+@dataclass
+class FitArrays:
+    """The fits of a batch of replicates, stacked: what ``fit_batch_arrays`` returns (the runner takes these
+    arrays as they are, instead of one :class:`Fit` per replicate), and what the runner stacks a list of Fits
+    into.
+
+    ``params`` is every parameter any replicate reports, in order of first appearance; the values are
+    (replicates, params) arrays, NaN where a replicate does not report a parameter (``reported`` False) or
+    could not estimate it. ``status`` holds codes into :data:`STATUSES`.
+    """
+
+    params: tuple[str, ...]
+    estimate: np.ndarray
+    se: np.ndarray
+    ci_lower: np.ndarray
+    ci_upper: np.ndarray
+    df: np.ndarray
+    reported: np.ndarray  # (n, P) bool
+    status: np.ndarray  # (n,) int8
+    n_warnings: np.ndarray  # (n,) int32
+    message: list[str]
+    #: each replicate's own parameters (the params of its Fit)
+    names: list[tuple[str, ...]]
+
+    def fit(self, i: int) -> Fit:
+        """Replicate ``i`` as a Fit."""
+        names = self.names[i]
+        if names == self.params:
+            cols: slice | list[int] = slice(None)
+        else:
+            index = {p: j for j, p in enumerate(self.params)}
+            cols = [index[p] for p in names]
+        return Fit(names, self.estimate[i, cols], self.se[i, cols], self.ci_lower[i, cols], self.ci_upper[i, cols],
+                   self.df[i, cols], STATUSES[self.status[i]], int(self.n_warnings[i]), self.message[i])
+
+
 @runtime_checkable
 class Estimator(Protocol):
     """What the runner needs of an estimator."""

@@ -85,9 +85,10 @@ def _nested_layout(est: Any, data: Data, nrows: int, cache: dict) -> NestedLayou
     return lay
 
 
-def _check_nested(est: Any, idx: np.ndarray, names: tuple, S: NestedStats, XtX: np.ndarray, units: list,
-                  fits: list) -> None:
-    """Estimable columns and the within-variation check for a stack; appends ``(indices, names, keep, stats)``."""
+def check_units(est: Any, idx: np.ndarray, names: tuple, S: Any, XtX: np.ndarray, units: list, fits: list) -> None:
+    """Estimable columns and the within-variation check for a stack of replicates (random-intercept or nested
+    statistics); appends ``(indices, names, keep, stats)`` units of replicates with the same estimable columns
+    and records the degenerate ones as failed fits."""
     p = S.p
     full = ri.full_rank(XtX)
     F = np.flatnonzero(full)
@@ -131,7 +132,7 @@ def fit_nested_all(est: Any, datasets: Sequence[Data], fits: list, infos: list, 
             continue
         if y.shape[0] > ri._CHUNK:
             S, XtX = rep_level_stats(y, X, lay)
-            _check_nested(est, np.array([i]), names, S, XtX, units, fits)
+            check_units(est, np.array([i]), names, S, XtX, units, fits)
             continue
         buckets.setdefault((names, id(lay)), [lay]).append((i, y, X))
     for (names, _), members in buckets.items():
@@ -145,7 +146,7 @@ def fit_nested_all(est: Any, datasets: Sequence[Data], fits: list, infos: list, 
                 Z[r, :p] = X.T
                 Z[r, p] = y
             S, XtX = batch_stats(Z, lay, p)
-            _check_nested(est, np.array([m[0] for m in part]), names, S, XtX, units, fits)
+            check_units(est, np.array([m[0] for m in part]), names, S, XtX, units, fits)
     by_p: dict[int, list] = {}
     for u in units:
         by_p.setdefault(len(u[2]), []).append(u)

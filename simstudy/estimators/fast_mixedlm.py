@@ -249,7 +249,7 @@ class FastMixedLM:
                     S = ri.ri_stats(y, X, lay.codes, lay.G)
                     p = S.p
                     XtX = S.W[:, :p, :p] + np.einsum("rk,rkij->rij", S.size, S.B[:, :, :p, :p])
-                    self._check_units(np.array([i]), names, S, XtX, units, fits)
+                    fast_batch.check_units(self, np.array([i]), names, S, XtX, units, fits)
                     continue
             except (_Failure, ValueError) as exc:
                 fits[i] = Fit.failed(str(exc), self._param_names(names))
@@ -276,7 +276,7 @@ class FastMixedLM:
                     if not idx.size:
                         continue
                 S, XtX = ri.batch_stats(Z, lay, p)
-                self._check_units(idx, names, S, XtX, units, fits)
+                fast_batch.check_units(self, idx, names, S, XtX, units, fits)
         groups: dict[tuple, list] = {}
         for u in units:
             groups.setdefault((u[1], u[2].tobytes()), []).append(u)
@@ -284,30 +284,6 @@ class FastMixedLM:
             idx = np.concatenate([u[0] for u in us])
             S = us[0][3] if len(us) == 1 else ri.stack_stats([u[3] for u in us])
             self._fit_ri_group(idx, us[0][1], us[0][2], S, fits, infos, want_info)
-
-    def _check_units(self, idx, names, S: ri.GroupStats, XtX, units: list, fits: list) -> None:
-        """Estimable columns and the within-variation check for a stack of replicates; appends
-        ``(indices, names, keep, stats)`` units of replicates with the same estimable columns."""
-        p = S.p
-        full = ri.full_rank(XtX)
-        msg = ("no variation of the response left within groups after the fixed effects: "
-               "var(residual) would be 0 and the model is degenerate")
-        F = np.flatnonzero(full)
-        if F.size:
-            SF = S if F.size == idx.size else S.take(F)
-            ok = ri.within_residual_ok(SF.W, np.diagonal(XtX[F], axis1=1, axis2=2), SF.nobs)
-            for i in idx[F][~ok]:
-                fits[i] = Fit.failed(msg, self._param_names(names))
-            if ok.any():
-                units.append((idx[F][ok], names, np.arange(p), SF if ok.all() else SF.take(np.flatnonzero(ok))))
-        for r in np.flatnonzero(~full):
-            keep = ri.estimable_columns(XtX[r])
-            Sk = S.take(np.array([r]), keep)
-            ok = ri.within_residual_ok(Sk.W, np.diag(XtX[r])[keep][None], Sk.nobs)
-            if ok[0]:
-                units.append((idx[r : r + 1], names, keep, Sk))
-            else:
-                fits[idx[r]] = Fit.failed(msg, self._param_names(names))
 
     def _dropped_message(self, names, keep) -> str:
         dropped = [nm for j, nm in enumerate(names) if j not in set(keep.tolist())]

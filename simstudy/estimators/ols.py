@@ -40,14 +40,13 @@ fit). No residual degrees of freedom (``n <= p``), fewer than two clusters, or n
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from scipy.linalg import lapack
 from scipy.special import stdtrit
 
-from simstudy.estimators.base import STATUSES, Fit
+from simstudy.estimators.base import STATUSES, Fit, FitArrays
 from simstudy.estimators.formula import Formula, _levels_codes, group_codes
 from simstudy.types import Data
 
@@ -384,41 +383,6 @@ def _within(X: np.ndarray, y: np.ndarray, codes: np.ndarray, n_groups: int) -> t
         Xw[:, j] = X[:, j] - (np.bincount(codes, weights=X[:, j], minlength=n_groups) / counts)[codes]
     yw = y - (np.bincount(codes, weights=y, minlength=n_groups) / counts)[codes]
     return Xw, yw
-
-
-@dataclass
-class FitArrays:
-    """The fits of a batch of replicates, stacked: what ``fit_batch_arrays`` returns (the runner takes these
-    arrays as they are, instead of one :class:`~simstudy.estimators.base.Fit` per replicate).
-
-    ``params`` is every parameter any replicate reports, in order of first appearance; the values are
-    (replicates, params) arrays, NaN where a replicate does not report a parameter (``reported`` False) or
-    could not estimate it. ``status`` holds codes into :data:`~simstudy.estimators.base.STATUSES`.
-    """
-
-    params: tuple[str, ...]
-    estimate: np.ndarray
-    se: np.ndarray
-    ci_lower: np.ndarray
-    ci_upper: np.ndarray
-    df: np.ndarray
-    reported: np.ndarray  # (n, P) bool
-    status: np.ndarray  # (n,) int8
-    n_warnings: np.ndarray  # (n,) int32
-    message: list[str]
-    #: each replicate's own parameters (the params of its Fit)
-    names: list[tuple[str, ...]]
-
-    def fit(self, i: int) -> Fit:
-        """Replicate ``i`` as a Fit."""
-        names = self.names[i]
-        if names == self.params:
-            cols: slice | list[int] = slice(None)
-        else:
-            index = {p: j for j, p in enumerate(self.params)}
-            cols = [index[p] for p in names]
-        return Fit(names, self.estimate[i, cols], self.se[i, cols], self.ci_lower[i, cols], self.ci_upper[i, cols],
-                   self.df[i, cols], STATUSES[self.status[i]], int(self.n_warnings[i]), self.message[i])
 
 
 class _Collector:

@@ -460,7 +460,6 @@ def satterthwaite_ri(S: GroupStats, theta: np.ndarray, sigma2: np.ndarray, reml:
     quantity is not finite (e.g. ``var(residual) -> 0``).
     """
     p = S.p
-    R = theta.shape[0]
     dof = (S.nobs - p if reml else S.nobs).astype(float)
     if boundary is None:
         boundary = np.sqrt(np.clip(theta, 0.0, None)) < SINGULAR_TOL
