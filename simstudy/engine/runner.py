@@ -390,11 +390,15 @@ def run_study(study: Study, config: RunConfig = RunConfig(), *, study_file: Path
         }
 
         def started() -> None:
-            """Record the run as under way: only once its workers are up, so a refused run changes nothing."""
+            """Record the run as under way: only once its workers are up, so a refused run changes nothing.
+
+            ``study.json`` (the run's marker) comes first: a shard starting beside this one at that moment must
+            never see a ``study.py`` without it, which would look like a folder of the user's own files.
+            """
+            write_json(meta | {"provenance": info}, out / "study.json")
             if study_file is not None and study_file.resolve() != (out / "study.py").resolve():
                 with atomic_path(out / "study.py") as tmp:
                     shutil.copyfile(study_file, tmp)
-            write_json(meta | {"provenance": info}, out / "study.json")
 
         if config.partial:
             stopped, elapsed, ran = [], 0.0, {}

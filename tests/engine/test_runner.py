@@ -113,6 +113,25 @@ def test_bad_jobs_and_output_dir(toy, tmp_path):
         run_study(toy, RunConfig(out=blocker / "sub", quiet=True, reps=2, jobs=1))
 
 
+def test_run_marker_is_written_before_the_study_file(toy, tmp_path, monkeypatch):
+    # a shard starting beside another must never see study.py without study.json (CI caught this race)
+    import shutil
+
+    from simstudy.engine import runner
+
+    seen = []
+    copy = shutil.copyfile
+
+    def watched(src, dst):
+        seen.append((tmp_path / "run" / "study.json").is_file())
+        runner._check_out(tmp_path / "run")  # what a shard starting now would check
+        return copy(src, dst)
+
+    monkeypatch.setattr(runner.shutil, "copyfile", watched)
+    run_study(toy, RunConfig(out=tmp_path / "run", quiet=True, reps=2, jobs=1, shard=(0, 2)), study_file=TOY)
+    assert seen == [True]
+
+
 def test_relative_precision_is_filled_against_the_reference(toy, tmp_path):
     # defect: summary_dataset was called without a reference, so rel_precision was NaN in every run
     est, summ = run(toy, tmp_path, "rp", reps=30, jobs=1)
