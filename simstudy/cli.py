@@ -7,6 +7,7 @@ see one).
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import signal
 import sys
@@ -457,5 +458,17 @@ def _on_sigterm() -> Callable[[], None]:
     return lambda: signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
+def console() -> None:
+    """The ``simstudy`` console script: :func:`main`, then exit with its code.
+
+    Objects alive at exit are first frozen (``gc.freeze``), so that the interpreter's last garbage
+    collections do not traverse them: 0.15-0.25 s of every command (files are closed where they are
+    written, never by that collection). Not in :func:`main`, which a Python caller may call repeatedly.
+    """
+    code = main()
+    gc.freeze()
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    console()

@@ -422,3 +422,19 @@ def test_show_prints_any_measure(capsys, tmp_path, finished):
     assert header[header.index("param") + 1:] == ["power", "power_all", "emp_se", "valid/reps"]
     code, _, err = run_cli(capsys, "show", str(out), "--measure", "powr")
     assert_one_line_error(code, err, "unknown measure 'powr'; choose from bias")
+
+
+def test_console_script_exits_with_the_code_of_main(monkeypatch, capsys, tmp_path):
+    import gc
+
+    from simstudy.cli import console
+
+    monkeypatch.setattr(sys, "argv", ["simstudy", "show", str(tmp_path / "missing")])
+    try:
+        with pytest.raises(SystemExit) as exc:
+            console()
+        assert exc.value.code == 2
+        assert capsys.readouterr().err.startswith("simstudy: error:")
+        assert gc.get_freeze_count() > 0  # what is left is not traversed at exit
+    finally:
+        gc.unfreeze()
