@@ -114,14 +114,19 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         study = Path(tmp) / "startup.py"
         study.write_text(STUDY)
-        runs, numpy = [], []
+        runs, numpy, unfrozen = [], [], []
         wall([str(BIN / "simstudy"), "run", str(study), "--out", str(Path(tmp) / "warm"), "--quiet"])  # disk cache
+        # the console script without its gc.freeze at exit (simstudy.cli.main called as before)
+        plain = [sys.executable, "-c", "import sys; from simstudy.cli import main; sys.exit(main())"]
         for r in range(args.rounds):
             numpy.append(wall([sys.executable, "-c", "import numpy"]))
             runs.append(wall([str(BIN / "simstudy"), "run", str(study), "--out", str(Path(tmp) / f"r{r}"), "--quiet"]))
+            unfrozen.append(wall([*plain, "run", str(study), "--out", str(Path(tmp) / f"u{r}"), "--quiet"]))
         print(f"simstudy run, 10 replicates (OLS + mixed model), {args.rounds} rounds: {summary(runs, 1, ' s')}; "
               f"python -c 'import numpy' {summary(numpy, 1e3, ' ms')}: "
               f"{summary([a / b for a, b in zip(runs, numpy)], 1, 'x')}")
+        print(f"  the same without gc.freeze at exit: {summary(unfrozen, 1, ' s')}; the console script takes "
+              f"{summary([a / b for a, b in zip(runs, unfrozen)], 1, 'x')} of that")
         sys.stdout.flush()
         first_tasks(args.rounds, study)
         print("imports of `simstudy run` (the parent, up to the run): " + import_profile(
