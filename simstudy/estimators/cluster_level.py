@@ -38,7 +38,8 @@ On the log scales the SEs are by the delta method, :math:`\mathrm{Var}(g(m_t)) =
 (the arms are independent), with the same :math:`K - 2` df.
 
 Failures (``Fit.failed``, values NaN, reason in ``message``): an arm without clusters, fewer than 3 clusters,
-or, on a log scale, an arm mean of 0 (or 1 for log odds), where the contrast is not finite. A treatment column
+summaries constant within each arm (every response 0, say, or 0 in one arm and 1 in the other: the variance
+estimate is 0, so an SE of 0 would make a zero-width interval and a certain test), or, on a log scale, an arm mean of 0 (or 1 for log odds), where the contrast is not finite. A treatment column
 that is not 0/1 or varies within a cluster raises ``ValueError``. Rows with a non-finite response or treatment
 are dropped.
 """
@@ -55,6 +56,9 @@ from simstudy.types import Data
 __all__ = ["ClusterLevel"]
 
 SCALES = {"difference": "difference", "log-ratio": "log-ratio", "log-odds": "marginal"}
+#: Largest residual of the summaries about their arm means, relative to the largest summary, below which
+#: they count as constant within the arms.
+_CONSTANT = 1e-13
 WEIGHTS = ("equal", "inverse-variance")
 
 
@@ -150,6 +154,10 @@ class ClusterLevel:
             else:
                 g0, g1 = np.log(m0 / (1.0 - m0)), np.log(m1 / (1.0 - m1))
                 d0, d1 = 1.0 / (m0 * (1.0 - m0)), 1.0 / (m1 * (1.0 - m1))
+        if np.max(np.abs(resid)) <= _CONSTANT * np.max(np.abs(s)):  # 0, or rounding noise about a constant
+            return Fit.failed("every cluster summary equals its arm's mean (every response 0, say): the t test's "
+                              "variance estimate is 0, so there is no SE, interval or test (R's t.test stops here: "
+                              "data are essentially constant)", names)
         est = np.array([g0, g1 - g0])
         se = np.sqrt(np.array([d0 * d0 * v0, d0 * d0 * v0 + d1 * d1 * v1]))
         q = stdtrit(df, 0.5 + self.level / 2)

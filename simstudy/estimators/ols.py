@@ -33,8 +33,9 @@ Missing values: rows with a non-finite response or design value are dropped (com
 statsmodels' formula interface does by default.
 
 Failures. A missing column raises ``ValueError`` (a configuration error, recorded by the runner as a failed
-fit). No residual degrees of freedom (``n <= p``), fewer than two clusters, or no estimable column give a
-``Fit`` with status ``failed`` and every value NaN, and the reason in ``message``; they do not raise.
+fit). No residual degrees of freedom (``n <= p``), fewer than two clusters, no estimable column, or a perfect
+fit (residuals 0 up to rounding: :data:`PERFECT_FIT`; the SEs would be 0) give a ``Fit`` with status ``failed``
+and every value NaN, and the reason in ``message``; they do not raise.
 """
 
 from __future__ import annotations
@@ -56,6 +57,9 @@ __all__ = ["OLS", "FitArrays"]
 DEFAULT_TOL = 1e-7
 #: Rows (replicates x observations) of the arrays stacked at once: small enough to stay in cache.
 _STACK_ROWS = 1 << 13
+#: Residual norm, relative to the response's, at or below which a fit is perfect (the residual variance 0: an
+#: SE of 0 would give intervals of zero width and certain tests), recorded as failed.
+PERFECT_FIT = 1e-13
 
 
 class OLS:
@@ -156,8 +160,9 @@ class OLS:
             # the group intercepts span the formula's intercept (the first column): drop it, demean the rest
             if self.formula.intercept:
                 X, norms, names = X[:, 1:], norms[1:], names[1:]
+            yy = float(np.dot(y, y))  # the response's size before the group means are taken out
             X, y = _within(X, y, fe, n_fe)
-            self._solve_one(out, i, y, X, names, norms, cl, n_fe)
+            self._solve_one(out, i, y, X, names, norms, cl, n_fe, yy)
         for (n, names), members in stacks.items():
             self._solve_stack(out, n, names, members)
         return out.arrays() if arrays else out
@@ -191,7 +196,7 @@ class OLS:
         self._finish(out, [members[r] for r in good], names, kept, [], R[good], qty, rss, 0, n)
 
     def _solve_one(self, out: _Collector, i: int, y: np.ndarray, X: np.ndarray, names: tuple[str, ...],
-                   norms: np.ndarray | None, cl: np.ndarray | None, n_fe: int) -> None:
+                   norms: np.ndarray | None, cl: np.ndarray | None, n_fe: int, yy: float | None = None) -> None:
         """One replicate on its own: QRs dropping aliased columns (R's ``lm`` rule), then :meth:`_finish`."""
         n = y.shape[0]
         kept, notes, R, qty, rss = self._qr_estimable(X, y, norms, names)
@@ -203,16 +208,26 @@ class OLS:
         if n - n_par <= 0:
             out.failed(i, f"no residual degrees of freedom (n={n}, parameters={n_par})", names)
             return
-        self._finish(out, [(i, y, X, cl)], names, kept, notes, R[None], qty[None], [rss], n_fe, n)
+        self._finish(out, [(i, y, X, cl)], names, kept, notes, R[None], qty[None], [rss], n_fe, n,
+                     None if yy is None else np.array([yy]))
 
     def _finish(self, out: _Collector, members: list, names: tuple[str, ...], kept: list[int], notes: list[str],
-                R: np.ndarray, qty: np.ndarray, rss: list[float], n_fe: int, n: int) -> None:
+                R: np.ndarray, qty: np.ndarray, rss: list[float], n_fe: int, n: int, yy: np.ndarray | None = None
+                ) -> None:
         """Coefficients, standard errors and df of replicates with the same n, columns and kept columns, from
-        their R (stacked, upper triangular), Q'y and residual sums of squares."""
+        their R (stacked, upper triangular), Q'y and residual sums of squares; ``yy``: the responses' squared
+        norms (default ``|Q'y|^2 + rss``, the regressed response's), against which a fit is judged perfect."""
         k, p_all = len(kept), len(names)
         df_resid = n - (k + n_fe)
         inverses, ok = [], []
+        if yy is None:  # |y|^2 = |Q'y|^2 + rss
+            yy = np.einsum("ri,ri->r", qty, qty) + np.asarray(rss)
         for r, member in enumerate(members):
+            if rss[r] <= PERFECT_FIT**2 * yy[r]:
+                out.failed(member[0], f"perfect fit (residual norm {np.sqrt(rss[r] / yy[r]) if yy[r] else 0.0:.1g} "
+                           "of the response's): the residual variance is 0, so there is no SE, interval or test "
+                           "(R's summary.lm warns: essentially perfect fit)", names)
+                continue
             inv, info = lapack.dtrtri(R[r], lower=0)
             if info != 0:
                 out.failed(member[0], "singular design (triangular inverse failed)", names)

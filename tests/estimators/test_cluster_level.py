@@ -125,6 +125,21 @@ def test_failures():
         ClusterLevel(groups="cluster").fit({**data, "treat": data["treat"] * 2})
 
 
+@pytest.mark.parametrize("weights", ["equal", "inverse-variance"])
+def test_summaries_constant_within_arms_give_no_test(weights):
+    # every response 0, or 0 in one arm and 1 in the other: the variance estimate is 0; an SE of 0 would make
+    # a zero-width interval (coverage 0) and p = 0 or NaN (R's t.test stops: data are essentially constant)
+    data = binary(seed=3, K=8)
+    arm = data["treat"].astype(float)
+    for y in (np.zeros_like(arm), arm, 0.3 + 0 * arm, 0.1 * 3 + 0.2 * arm):
+        fit = ClusterLevel(groups="cluster", weights=weights).fit({**data, "y": y})
+        assert fit.status == "failed" and "essentially constant" in fit.message
+        assert np.isnan(fit.se).all() and np.isnan(fit.ci_lower).all()
+    nearly = {**data, "y": np.where(data["cluster"] == 0, 1e-9, 0.0)}  # one cluster differs: a real variance
+    fit = ClusterLevel(groups="cluster", weights=weights).fit(nearly)
+    assert fit.status == "ok" and (fit.se > 0).all()
+
+
 @pytest.mark.parametrize("formula", ["y ~ treat + x", "y ~ C(treat)", "y ~ treat - 1", "y ~ treat:x"])
 def test_formula_must_be_response_and_one_column(formula):
     with pytest.raises(ValueError, match="response ~ treat"):

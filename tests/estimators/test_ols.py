@@ -207,11 +207,11 @@ def test_missing_values_are_dropped_like_statsmodels(data):
     assert_matches(fe, smf.ols("y ~ x + z + C(g)", df).fit(), names=["x", "z"])
 
 
-def test_constant_response_is_an_exact_fit_not_a_crash(data):
+def test_constant_response_is_a_failed_fit_not_a_crash(data):
+    # an exact fit: SEs of 0 would make zero-width intervals (it was "ok" with SE 0 before; see below)
     fit = OLS("y ~ x").fit({**data, "y": np.full(G * M, 2.0)})
-    assert fit.status == "ok"
-    np.testing.assert_allclose(fit.estimate, [2.0, 0.0], atol=1e-12)
-    np.testing.assert_allclose(fit.se, 0.0, atol=1e-12)
+    assert fit.status == "failed" and "perfect fit" in fit.message
+    assert fit.params == ("Intercept", "x") and np.isnan(fit.se).all()
 
 
 def test_no_residual_df_and_single_cluster_give_failed_fits(data):
@@ -328,3 +328,22 @@ def test_stacked_results_of_a_batch(data):
     assert arrays.message[1] == "not estimable: z is collinear with Intercept, x" and arrays.message[0] == ""
     assert np.isnan(arrays.estimate[1, 2]) and arrays.reported[1].all()
     assert "no residual degrees of freedom" in arrays.message[2] and np.isnan(arrays.estimate[2]).all()
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"groups": "g"}, {"fixed_effects": "g"}])
+def test_a_perfect_fit_is_failed_not_zero_standard_errors(kwargs):
+    # residuals 0 up to rounding: SEs of 0 would give zero-width intervals and certain tests (coverage 0)
+    rng = np.random.default_rng(5)
+    g = np.repeat(np.arange(8), 5)
+    x = rng.normal(size=g.size)
+    exact = {"y": 1.0 + 2.0 * x, "x": x, "g": g}
+    noisy = {**exact, "y": exact["y"] + 1e-6 * rng.normal(size=g.size)}  # tiny, but real, residual variance
+    est = OLS("y ~ x", **kwargs)
+    fits = [est.fit(exact), *est.fit_batch([exact, noisy, exact])]
+    for fit in (fits[0], fits[1], fits[3]):
+        assert fit.status == "failed" and "perfect fit" in fit.message and np.isnan(fit.se).all()
+    assert fits[2].status == "ok" and (fits[2].se > 0).all()
+    zeros = {**exact, "y": np.zeros(g.size)}
+    assert est.fit(zeros).status == "failed"
+    if "fixed_effects" in kwargs:  # the group means absorb a response constant within groups
+        assert est.fit({**exact, "y": rng.normal(size=8)[g]}).status == "failed"
