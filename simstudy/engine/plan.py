@@ -122,7 +122,8 @@ class Plan:
         for i, cell in enumerate(self.cells):
             spans = [(t.start, t.stop - 1) for t in self.tasks(chunk_size) if t.cell_index == i]
             if spans:
-                out.append(f"{cell_label(cell)}: replicates " + ", ".join(f"{a}-{b}" if a != b else f"{a}" for a, b in spans))
+                ranges = ", ".join(f"{a}-{b}" if a != b else f"{a}" for a, b in spans)
+                out.append(f"{cell_label(cell)}: replicates {ranges}")
         return out
 
     def record(self, cf: ChunkFile, i: int) -> None:

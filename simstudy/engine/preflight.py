@@ -40,7 +40,8 @@ def check_data(data: Any, cell: Mapping[str, Any]) -> None:
         if col.dtype.kind in "fc" and not np.isfinite(col).all():
             raise ValueError(f"the DGP returned NaN or infinite values in column {name!r} (cell {cell_label(cell)})")
     if len(lengths) != 1 or 0 in lengths:
-        raise ValueError(f"the DGP's columns have different or zero lengths {sorted(lengths)} (cell {cell_label(cell)})")
+        raise ValueError(f"the DGP's columns have different or zero lengths {sorted(lengths)} "
+                         f"(cell {cell_label(cell)})")
 
 
 def check_estimator(method: str, estimator: Any, data: Any) -> None:

@@ -385,7 +385,8 @@ def run_study(study: Study, config: RunConfig = RunConfig(), *, study_file: Path
             "unscored": list(study.unscored), "labels": dict(study.labels), "nulls": dict(study.nulls),
             "alpha": study.alpha,
             "run": {"reps": reps, "seed": seed, "chunk_size": chunk, "max_failure_rate": config.max_failure_rate,
-                    "timeout": config.timeout, "study_file": str(study_file.resolve()) if study_file else None, "complete": False,
+                    "timeout": config.timeout, "study_file": str(study_file.resolve()) if study_file else None,
+                    "complete": False,
                     "run_id": uuid.uuid4().hex},
         }
 

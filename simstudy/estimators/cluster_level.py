@@ -39,8 +39,9 @@ On the log scales the SEs are by the delta method, :math:`\mathrm{Var}(g(m_t)) =
 
 Failures (``Fit.failed``, values NaN, reason in ``message``): an arm without clusters, fewer than 3 clusters,
 summaries constant within each arm (every response 0, say, or 0 in one arm and 1 in the other: the variance
-estimate is 0, so an SE of 0 would make a zero-width interval and a certain test), or, on a log scale, an arm mean of 0 (or 1 for log odds), where the contrast is not finite. A treatment column
-that is not 0/1 or varies within a cluster raises ``ValueError``. Rows with a non-finite response or treatment
+estimate is 0, so an SE of 0 would make a zero-width interval and a certain test), or, on a log scale, an arm
+mean of 0 (or 1 for log odds), where the contrast is not finite. A treatment column that is not 0/1 or varies
+within a cluster raises ``ValueError``. Rows with a non-finite response or treatment
 are dropped.
 """
 

@@ -11,9 +11,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from simstudy.estimators.fast_mixedlm import FastMixedLM
 

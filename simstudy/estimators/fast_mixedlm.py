@@ -110,8 +110,8 @@ class FastMixedLM:
     nested_ids : {"unique", "within"}
         How the inner column's ids are read with two grouping columns. ``"unique"`` (default): every inner id
         names one unit and belongs to one outer group (e.g. ``rep = centre * 1000 + r``;
-        :class:`simstudy.dgp.CallCenter` numbers reps ``0..C*R-1``); an inner id that occurs in more than one outer group
-        makes the fit fail with a message, because crossed factors (the same item in every subject) and ids
+        :class:`simstudy.dgp.CallCenter` numbers reps ``0..C*R-1``); an inner id that occurs in more than one
+        outer group makes the fit fail with a message, because crossed factors (the same item in every subject) and ids
         numbered within the outer group (rep 1 of centre a, rep 1 of centre b) look the same in the data.
         ``"within"``: ids are numbered within the outer group; a unit is an (outer, inner) pair (lme4's
         ``(1 | centre/rep)``). With either, a fit also fails when every inner unit is a single observation

@@ -300,9 +300,10 @@ def summarize(
     estimates : xarray.Dataset
         Variables ``estimate``, ``se`` and ``true`` (broadcastable: it may lack ``rep``, ``estimator`` or
         design dimensions; where a method gives no SE at all for a parameter, the measures that need no SE
-        are still computed from its estimates), optionally ``df`` (per-replicate degrees of freedom for t intervals; ``inf`` means
-        z, NaN means no interval), ``ci_lower``/``ci_upper`` and ``present`` (False for a replicate that does not exist, so that
-        it is not counted in ``n_rep``). Dimension ``rep``; every other dimension is kept.
+        are still computed from its estimates), optionally ``df`` (per-replicate degrees of freedom for t
+        intervals; ``inf`` means z, NaN means no interval), ``ci_lower``/``ci_upper`` and ``present`` (False
+        for a replicate that does not exist, so that it is not counted in ``n_rep``). Dimension ``rep``; every
+        other dimension is kept.
     level : float
         Confidence level of the intervals for coverage and power.
     ref : hashable, optional

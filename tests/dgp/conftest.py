@@ -1,4 +1,5 @@
-"""Helpers shared by the DGP tests: Monte Carlo checks against the truth, OLS fits through simstudy.estimators.formula."""
+"""Helpers shared by the DGP tests: Monte Carlo checks against the truth, OLS fits through
+simstudy.estimators.formula."""
 
 from __future__ import annotations
 

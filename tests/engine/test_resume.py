@@ -86,7 +86,8 @@ def test_worker_that_dies_is_retried_then_recorded(tmp_path, reference):
     # only the replicates that kill their worker fail, for every method; all others are intact
     y0_kills = died.sel({"estimator": "killer"})
     assert int(y0_kills.sum()) == 2  # the two replicates whose first value exceeds 3.4
-    assert bool((died.sel({"estimator": "mean"}) == y0_kills).all()) and bool((status.where(died) == 3).sum() == died.sum())
+    assert bool((died.sel({"estimator": "mean"}) == y0_kills).all())
+    assert bool((status.where(died) == 3).sum() == died.sum())
     ok = ~y0_kills
     np.testing.assert_array_equal(est["estimate"].sel({"estimator": "mean"}).where(ok).values,
                                   reference["estimate"].sel({"estimator": "mean"}).where(ok).values)

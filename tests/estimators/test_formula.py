@@ -1,4 +1,5 @@
-"""simstudy.estimators.formula: design matrices against patsy (statsmodels' formula engine) and the fast level coding."""
+"""simstudy.estimators.formula: design matrices against patsy (statsmodels' formula engine) and the fast level
+coding."""
 
 import numpy as np
 import pandas as pd

@@ -9,8 +9,8 @@ import statsmodels.formula.api as smf
 from scipy import stats
 
 from simstudy.estimators import StatsmodelsMixedLM as MixedLM
-from simstudy.estimators.mixedlm import _anova_start, _variance_se
 from simstudy.estimators.formula import _levels_codes
+from simstudy.estimators.mixedlm import _anova_start, _variance_se
 
 METHOD = ["powell", "lbfgs"]
 
@@ -421,7 +421,8 @@ def test_three_levels_unique_ids_and_validation():
     b = a * 3 + np.tile(np.repeat(np.arange(3), 4), 6)  # unique across a
     c = b * 2 + np.tile(np.repeat(np.arange(2), 2), 18)  # unique across b
     x = rng.normal(size=a.size)
-    y = x + rng.normal(size=6)[a] + 0.7 * rng.normal(size=18)[b] + 0.5 * rng.normal(size=36)[c] + rng.normal(size=a.size)
+    y = x + rng.normal(size=6)[a] + 0.7 * rng.normal(size=18)[b] + 0.5 * rng.normal(size=36)[c]
+    y = y + rng.normal(size=a.size)
     d = {"y": y, "x": x, "a": a, "b": b, "c": c}
     fit = MixedLM("y ~ x", groups=["a", "b", "c"], start=None).fit(d)
     assert fit.status in ("ok", "boundary"), fit.message

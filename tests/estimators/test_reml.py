@@ -7,10 +7,9 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from support import dense_criterion
-
 from simstudy.estimators import reml as ri
 from simstudy.estimators import reml_nested as nested
+from support import dense_criterion
 
 
 def _data(seed=0, sizes=(5,) * 10, var_u=0.3, p_extra=1):

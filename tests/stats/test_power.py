@@ -8,8 +8,14 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from simstudy.stats.power import (clopper_pearson, cluster_trial_power, clusters_needed, effect_variance,
-                                  naive_type1_error, relative_efficiency)
+from simstudy.stats.power import (
+    clopper_pearson,
+    cluster_trial_power,
+    clusters_needed,
+    effect_variance,
+    naive_type1_error,
+    relative_efficiency,
+)
 
 
 def _cluster_means_t_test(rng, K, m, icc, effect, reps, alpha=0.05):
