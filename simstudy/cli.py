@@ -462,8 +462,9 @@ def console() -> None:
     """The ``simstudy`` console script: :func:`main`, then exit with its code.
 
     Objects alive at exit are first frozen (``gc.freeze``), so that the interpreter's last garbage
-    collections do not traverse them: 0.15-0.25 s of every command (files are closed where they are
-    written, never by that collection). Not in :func:`main`, which a Python caller may call repeatedly.
+    collections do not traverse them: 0.12 s less on a 10-replicate ``run``, 0.17 s on ``show``
+    (``benchmarks/bench_startup.py``, docs/performance.md). Files are closed where they are written, never by
+    that collection. Not in :func:`main`, which a Python caller may call repeatedly.
     """
     code = main()
     gc.freeze()
