@@ -13,7 +13,6 @@ preflight fits replicate 1).
 
 import os
 import signal
-import sys
 import time
 
 import numpy as np
@@ -54,8 +53,8 @@ class Killer(SlowMean):
         return super().fit(data)
 
 
-def in_loky_worker():
-    return any("loky" in arg for arg in sys.orig_argv)
+def in_worker():
+    return os.environ.get("SIMSTUDY_WORKER") == "1"  # a run's worker process (loky's or forked)
 
 
 class Hang(SlowMean):
@@ -64,7 +63,7 @@ class Hang(SlowMean):
         self.mode, self.threshold, self.workers_only = mode, threshold, workers_only
 
     def fit(self, data):
-        if data["y"].mean() > self.threshold and (in_loky_worker() or not self.workers_only):
+        if data["y"].mean() > self.threshold and (in_worker() or not self.workers_only):
             if self.mode == "blocked":
                 signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
             time.sleep(1.5 if self.mode == "pause" else 3600)

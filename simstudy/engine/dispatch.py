@@ -47,6 +47,7 @@ from typing import Any
 import numpy as np
 
 from simstudy.engine.chunk import FAILED, VALUES, ChunkResult, Task, read_beat, run_chunk, timed_out_message
+from simstudy.engine.forkpool import ForkPool, fork_usable
 from simstudy.engine.progress import Interrupted, StopRequest
 
 try:  # loky's own error when a worker dies
@@ -64,6 +65,8 @@ IDLE_WORKER = 300
 #: One BLAS/OpenMP thread per worker (as joblib's ``inner_max_num_threads=1``).
 WORKER_ENV = {v: "1" for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
                                "VECLIB_MAXIMUM_THREADS", "NUMBA_NUM_THREADS", "NUMEXPR_NUM_THREADS")}
+#: Set in every worker process (loky's or forked), so that code can tell it runs in one.
+WORKER_ENV["SIMSTUDY_WORKER"] = "1"
 _PR_SET_PDEATHSIG = 1
 
 
@@ -120,6 +123,7 @@ def execute(
     timeout: float | None = None,
     in_process: bool = False,
     stop: StopRequest | None = None,
+    fork: bool | None = None,
 ) -> Iterator[ChunkResult]:
     """Run ``tasks`` and yield their results as they finish, in any order.
 
@@ -147,6 +151,9 @@ def execute(
     stop : StopRequest, optional
         Polled between results: once it holds a signal, the results that have arrived are yielded and
         :class:`~.progress.Interrupted` is raised.
+    fork : bool, optional
+        Local workers forked from this process (:mod:`.forkpool`) rather than loky's fresh interpreters;
+        default: where :func:`~.forkpool.fork_usable` says it is safe.
     """
     if retries < 0:
         raise ValueError(f"retries must be 0 or more, got {retries}")
@@ -168,7 +175,7 @@ def execute(
     if jobs < 1:
         raise ValueError(f"jobs must be at least 1, got {jobs}")
     _send_in_memory_modules_by_value()
-    return _Loky(study, jobs, retries, skip, timeout, stop).run(tasks)
+    return _Loky(study, jobs, retries, skip, timeout, stop, fork_usable() if fork is None else fork).run(tasks)
 
 
 #: Why ``--timeout`` is refused with Dask.
@@ -247,6 +254,20 @@ def _worker_init(parent: int) -> None:
     parent (:func:`die_with_parent`)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     die_with_parent(parent)
+
+
+def _forked_init(parent: int) -> None:
+    """Set up a forked worker as a loky worker is (:func:`_worker_init`, :data:`WORKER_ENV`), its BLAS already
+    loaded by the parent limited to one thread as the environment limits a loky worker's."""
+    _worker_init(parent)
+    os.environ.update(WORKER_ENV)
+    from threadpoolctl import threadpool_limits
+
+    global _LIMITS
+    _LIMITS = threadpool_limits(limits=1)
+
+
+_LIMITS: Any = None
 
 
 def die_with_parent(parent: int) -> None:
@@ -344,7 +365,7 @@ class _Loky:
     """Tasks on a loky pool: at most ``jobs`` in flight, suspects alone, deaths and hangs isolated."""
 
     def __init__(self, study: Any, jobs: int, retries: int, skip: Callable[[Task], bool], timeout: float | None,
-                 stop: StopRequest | None) -> None:
+                 stop: StopRequest | None, fork: bool = False) -> None:
         self.study, self.jobs, self.retries, self.skip, self.timeout, self.stop = \
             study, jobs, retries, skip, timeout, stop
         self.methods = list(study.estimators)
@@ -353,6 +374,7 @@ class _Loky:
         self.ready: deque[ChunkResult] = deque()
         self.pool: Any = None
         self.beats = _Beats(timeout)
+        self.fork = fork
 
     def run(self, tasks: Sequence[Task]) -> Iterator[ChunkResult]:
         self.queue.extend(_Item(t) for t in tasks)
@@ -363,7 +385,10 @@ class _Loky:
                 self._fill()
                 if not self.inflight:
                     continue  # the rest was skipped
-                done, _ = wait(list(self.inflight), timeout=POLL, return_when=FIRST_COMPLETED)
+                if isinstance(self.pool, ForkPool):
+                    done = self.pool.wait(self.inflight, POLL)
+                else:
+                    done, _ = wait(list(self.inflight), timeout=POLL, return_when=FIRST_COMPLETED)
                 died = self._collect(done)
                 if died is not None:
                     self._after_death(died)
@@ -384,6 +409,9 @@ class _Loky:
         finally:
             if self.inflight:
                 self._kill()
+            elif isinstance(self.pool, ForkPool):  # not reused by the next run: forking anew costs nothing
+                self.pool.shutdown()
+                self.pool = None
             self.beats.close()
 
     def _fill(self) -> None:
@@ -407,7 +435,8 @@ class _Loky:
 
     def _submit(self, task: Task, beat: str | None) -> Future:
         if self.pool is None:
-            self.pool = _pool(self.jobs)
+            self.pool = ForkPool(self.jobs, shared=(self.study,), initializer=_forked_init,
+                                 initargs=(os.getpid(),)) if self.fork else _pool(self.jobs)
         return self.pool.submit(run_chunk, self.study, task, timeout=self.timeout, beat=beat)
 
     def _kill(self) -> None:
@@ -416,6 +445,10 @@ class _Loky:
         The workers are killed here rather than by ``shutdown(kill_workers=True)``, which races loky's manager
         thread (a ``KeyError`` traceback when a task was still queued); not waiting races it at exit."""
         if self.pool is None:
+            return
+        if isinstance(self.pool, ForkPool):
+            self.pool.kill()
+            self.pool = None
             return
         from joblib.externals.loky.backend.utils import kill_process_tree
 

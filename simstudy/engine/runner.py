@@ -34,6 +34,7 @@ from simstudy.engine.chunk import ChunkResult, Task
 from simstudy.engine.cluster import cap_jobs, usable_cores, workers
 from simstudy.engine.dispatch import DASK_TIMEOUT, arrived, execute
 from simstudy.engine.fingerprint import label
+from simstudy.engine.forkpool import fork_usable
 from simstudy.engine.lock import RunLock
 from simstudy.engine.plan import Plan
 from simstudy.engine.preflight import preflight
@@ -352,6 +353,7 @@ def run_study(study: Study, config: RunConfig = RunConfig(), *, study_file: Path
         raise ValueError(f"jobs must be at least 1, got {jobs}")
     if config.scheduler and config.backend != "dask":
         raise ValueError("--scheduler goes with --backend dask")
+    fork_usable()  # a bad SIMSTUDY_FORK is refused before anything is done
     cells = study.validate()
     nominal_level(study)
     truths = [study.truths(c) for c in cells]
@@ -476,9 +478,12 @@ def _compute(study: Study, plan: Plan, config: RunConfig, chunk: int, jobs: int,
             with workers(config.backend, jobs, config.scheduler, in_process=config.in_process) as pool, \
                     StopRequest() as stop:
                 ran = pool.describe()
+                fork = config.backend == "loky" and not config.in_process and fork_usable()
+                if ran["backend"] == "loky":
+                    ran["start"] = "fork" if fork else "loky"
                 results = execute(study, tasks, pool.n, backend=config.backend, retries=config.retries,
                                   skip=budget.skip, client=pool.client, timeout=config.timeout,
-                                  in_process=config.in_process, stop=stop)
+                                  in_process=config.in_process, stop=stop, fork=fork)
                 started()
                 try:
                     for result in results:

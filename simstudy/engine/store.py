@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+import simstudy.lazy_dask  # noqa: F401 - before the first Dataset: xarray then imports dask only when used
+
 
 @contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:

@@ -19,6 +19,7 @@ import numpy as np
 import xarray as xr
 from scipy import special  # scipy.stats would add ~0.4 s to every start
 
+import simstudy.lazy_dask  # noqa: F401 - before the first Dataset: xarray then imports dask only when used
 from simstudy.stats.power import clopper_pearson
 
 Pair = tuple[np.ndarray, np.ndarray]

@@ -21,13 +21,27 @@ from simstudy.study import load_study
 from support import SLOW, TOY
 
 
-@pytest.mark.parametrize(("jobs", "in_process"), [(1, False), (2, False), (1, True)])
-def test_all_tasks_return_and_skip_is_asked_at_dispatch(jobs, in_process):
+@pytest.mark.parametrize(("jobs", "in_process", "fork"),
+                         [(1, False, False), (2, False, False), (1, False, True), (2, False, True), (1, True, False)])
+def test_all_tasks_return_and_skip_is_asked_at_dispatch(jobs, in_process, fork):
     study = load_study(TOY)
     tasks = [Task(i, {"n": 10, "mu": 0.0}, s, s + 5, 1) for i in range(2) for s in (1, 6, 11)]
-    results = list(execute(study, tasks, jobs, in_process=in_process,
+    results = list(execute(study, tasks, jobs, in_process=in_process, fork=fork,
                            skip=lambda t: t.cell_index == 1 and t.start > 1))
     assert sorted((r.cell_index, r.start) for r in results) == [(0, 1), (0, 6), (0, 11), (1, 1)]
+
+
+def test_forked_loky_and_in_process_workers_give_the_same_bits():
+    study = load_study(TOY)
+    tasks = [Task(i, {"n": 10, "mu": 0.0}, s, s + 5, 7) for i in range(2) for s in (1, 6)]
+    runs = [sorted(execute(study, tasks, jobs, in_process=inp, fork=fork), key=lambda r: (r.cell_index, r.start))
+            for jobs, inp, fork in ((2, False, True), (2, False, False), (1, True, False))]
+    for other in runs[1:]:
+        for a, b in zip(runs[0], other):
+            for v in a.values:
+                np.testing.assert_array_equal(a.values[v], b.values[v], err_msg=v)
+            np.testing.assert_array_equal(a.status, b.status)
+            np.testing.assert_array_equal(a.message, b.message)
 
 
 def test_failed_chunk_shape():
@@ -63,20 +77,22 @@ def sleepy_study(monkeypatch):
 THREE = [Task(0, {"n": 10, "mu": 0.0}, s, s + 4, 1) for s in (1, 5, 9)]  # ~0.2 s each
 
 
-def test_what_has_arrived_is_handed_out_when_the_consumer_is_interrupted(sleepy_study):
+@pytest.mark.parametrize("fork", [False, True])
+def test_what_has_arrived_is_handed_out_when_the_consumer_is_interrupted(sleepy_study, fork):
     # defect: joblib dropped the results it held ("11 tasks have been successfully executed but not used")
-    results = execute(sleepy_study, THREE, 2)
+    results = execute(sleepy_study, THREE, 2, fork=fork)
     first = next(results)
     time.sleep(3)  # the two other tasks (in flight, two workers) finish meanwhile
     rest = list(arrived(results, KeyboardInterrupt()))
     assert sorted(r.start for r in [first, *rest]) == [1, 5, 9]
 
 
+@pytest.mark.parametrize("fork", [False, True])
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_a_signal_stops_the_run_after_the_results_that_have_arrived(sleepy_study, signum):
+def test_a_signal_stops_the_run_after_the_results_that_have_arrived(sleepy_study, signum, fork):
     got, before = [], signal.getsignal(signal.SIGINT)
     with StopRequest() as stop:
-        results = execute(sleepy_study, THREE, 2, stop=stop)
+        results = execute(sleepy_study, THREE, 2, stop=stop, fork=fork)
         with pytest.raises(Interrupted) as info:
             for result in results:
                 got.append(result.start)
@@ -130,19 +146,23 @@ def in_memory_study(monkeypatch):
         cloudpickle.unregister_pickle_by_value(module)
 
 
-def test_classes_of_a_module_made_in_memory_reach_the_workers(in_memory_study):
+@pytest.mark.parametrize("fork", [False, True])
+def test_classes_of_a_module_made_in_memory_reach_the_workers(in_memory_study, fork):
     # defect: they were sent by reference; every task then "killed its worker" (BrokenProcessPool)
-    results = list(execute(in_memory_study, [Task(0, {"n": 5}, 1, 5, 1)], 1))
+    results = list(execute(in_memory_study, [Task(0, {"n": 5}, 1, 5, 1)], 1, fork=fork))
     assert (results[0].status == 0).all()
 
 
-def test_a_study_the_workers_cannot_read_is_one_clear_error(in_memory_study, monkeypatch):
+def test_a_study_loky_workers_cannot_read_is_one_clear_error(in_memory_study, monkeypatch):
     import simstudy.engine.dispatch as dispatch
 
     monkeypatch.setattr(dispatch, "_send_in_memory_modules_by_value", lambda: None)
     with pytest.raises(ValueError, match=r"cannot be sent to the worker processes \(ModuleNotFoundError: No module "
                                          r"named 'simstudy_test_in_memory'\)"):
-        list(execute(in_memory_study, [Task(0, {"n": 5}, 1, 5, 1)], 1))
+        list(execute(in_memory_study, [Task(0, {"n": 5}, 1, 5, 1)], 1, fork=False))
+    # forked workers hold the study already: nothing is sent, so it runs
+    results = list(execute(in_memory_study, [Task(0, {"n": 5}, 1, 5, 1)], 1, fork=True))
+    assert (results[0].status == 0).all()
 
 
 def test_heartbeat_directories_of_dead_runs_are_swept(tmp_path):

@@ -115,11 +115,13 @@ def test_a_replicate_that_never_returns_times_out_and_the_run_finishes(tmp_path,
 
 
 @pytest.mark.slow
-def test_os_exit_with_one_job_costs_replicates_not_the_run(tmp_path):
+@pytest.mark.parametrize("start", ["fork", "loky"])
+def test_os_exit_with_one_job_costs_replicates_not_the_run(tmp_path, start):
     # defect: --jobs 1 ran in this process, so os._exit in a fit ended the run (exit 3, no message), every time
     out = tmp_path / "run"
     code, _, err = finish(simstudy("run", SLOW, "--out", out, "--jobs", "1", "--chunk-size", "25", "--reps", "100",
-                                   "--quiet", env={"SIMSTUDY_TEST_KILLER": "1"}))
+                                   "--quiet", env={"SIMSTUDY_TEST_KILLER": "1",
+                                                   "SIMSTUDY_FORK": "1" if start == "fork" else "0"}))
     assert code == 0, err
     est = load(out)
     died = est["message"] == "worker died on 2 attempts (TerminatedWorkerError)"
@@ -129,7 +131,7 @@ def test_os_exit_with_one_job_costs_replicates_not_the_run(tmp_path):
     np.testing.assert_array_equal(est["estimate"].sel({"estimator": "killer"}).where(ok).values,
                                   est["estimate"].sel({"estimator": "mean"}).where(ok).values)
     executed = json.loads((out / "study.json").read_text())["provenance"]["executed"]
-    assert executed == {"backend": "loky", "workers": 1}
+    assert executed == {"backend": "loky", "workers": 1, "start": start}
 
 
 @pytest.mark.slow
@@ -193,18 +195,30 @@ def running(pids: list[int]) -> list[int]:
 
 
 def workers_of(pid: int) -> list[int]:
-    return [k for k in children(pid) if b"popen_loky_posix" in Path(f"/proc/{k}/cmdline").read_bytes()]
+    """The worker processes of run ``pid``: loky's (a fresh interpreter) or forked (the run's own command line;
+    the preflight's forked child has ended before the workers start)."""
+    own = Path(f"/proc/{pid}/cmdline").read_bytes()
+    out = []
+    for k in children(pid):
+        try:
+            line = Path(f"/proc/{k}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"popen_loky_posix" in line or line == own:
+            out.append(k)
+    return out
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.parametrize("start", ["fork", "loky"])
 @pytest.mark.parametrize("how", ["SIGKILL", "SIGTERM", "SIGKILL-hung", "SIGTERM-hung", "SIGKILL-preflight"])
-def test_no_worker_outlives_a_killed_run(tmp_path, how):
+def test_no_worker_outlives_a_killed_run(tmp_path, how, start):
     # defect: workers and loky's resource trackers lived on for 330-400 s after the run was killed (forever
     # if a worker hung); the forked child that fits replicate 1 before the run lived on if it hung
     out = tmp_path / "run"
     hung = how.split("-")[-1] if "-" in how else ""
-    env = {"SIMSTUDY_TEST_SLEEP": "0.02"}
+    env = {"SIMSTUDY_TEST_SLEEP": "0.02", "SIMSTUDY_FORK": "1" if start == "fork" else "0"}
     env |= {"hung": {"SIMSTUDY_TEST_HANG": "blocked:-100:workers"},
             "preflight": {"SIMSTUDY_TEST_HANG": "blocked:-100"}}.get(hung, {})
     proc = simstudy("run", SLOW, "--out", out, "--jobs", "2", "--chunk-size", "25", "--quiet", env=env)
@@ -276,7 +290,7 @@ def test_jobs_beyond_the_cores_are_capped_with_a_notice(tmp_path):
     notices = [line for line in err.splitlines() if "capped" in line]
     assert len(notices) == 1 and notices[0].startswith(f"simstudy: --jobs 1000 capped to {n} (")
     executed = json.loads((out / "study.json").read_text())["provenance"]["executed"]
-    assert executed == {"backend": "loky", "workers": n}
+    assert executed == {"backend": "loky", "workers": n, "start": "fork"}
 
 
 @pytest.mark.parametrize(
