@@ -1,7 +1,8 @@
 """Start-up costs: a whole small run from the command line, and a worker's first task.
 
 - ``simstudy run`` of a 10-replicate study (one cell of 30 groups x 20, OLS + mixed model), wall time of the
-  command, against ``python -c "import numpy"`` (the least any Python run costs), interleaved rounds.
+  command, against ``python -c "import numpy"`` (the least any Python run costs), interleaved rounds; also
+  with the console script's exit freeze left out, and with loky's workers instead of forked ones.
 - A worker's first task: a fresh loky pool as the runner makes it (:func:`simstudy.engine.dispatch._pool`),
   time from ``submit`` to the task's first line (process start, interpreter, loky, the worker initializer),
   then what the first real task adds before it computes (unpickling the study: importing the estimators),
@@ -15,6 +16,7 @@ Run: ``.venv/bin/python benchmarks/bench_startup.py [--rounds 5]``.
 from __future__ import annotations
 
 import argparse
+import os
 import pickle
 import re
 import statistics
@@ -41,9 +43,9 @@ STUDY = textwrap.dedent('''
 ''')
 
 
-def wall(cmd: list[str]) -> float:
+def wall(cmd: list[str], env: dict[str, str] | None = None) -> float:
     t0 = time.perf_counter()
-    subprocess.run(cmd, check=True, capture_output=True, cwd=ROOT)
+    subprocess.run(cmd, check=True, capture_output=True, cwd=ROOT, env={**os.environ, **(env or {})})
     return time.perf_counter() - t0
 
 
@@ -69,7 +71,8 @@ def _first_task(blob: bytes) -> tuple[float, float, float]:
 
 def first_tasks(rounds: int, study_file: Path) -> None:
     from simstudy.engine.chunk import Task
-    from simstudy.engine.dispatch import _pool
+    from simstudy.engine.dispatch import _forked_init, _pool
+    from simstudy.engine.forkpool import ForkPool
     from simstudy.study import load_study
 
     study = load_study(study_file)
@@ -87,9 +90,19 @@ def first_tasks(rounds: int, study_file: Path) -> None:
         loaded.append(done_loading - start)
         first.append(done - done_loading)
         pool.shutdown(wait=True, kill_workers=True)
-    print(f"a worker's first task, {rounds} rounds: submit -> task starts {summary(trivial, 1e3, ' ms')}; then "
-          f"unpickling the study (its imports) {summary(loaded, 1e3, ' ms')}; its first replicate "
+    print(f"a loky worker's first task, {rounds} rounds: submit -> task starts {summary(trivial, 1e3, ' ms')}; "
+          f"then unpickling the study (its imports) {summary(loaded, 1e3, ' ms')}; its first replicate "
           f"{summary(first, 1e3, ' ms')}")
+    forked = []
+    for _ in range(rounds):  # what a command does: fork the workers, then submit
+        t0 = time.monotonic()
+        pool = ForkPool(1, shared=(study,), initializer=_forked_init, initargs=(os.getpid(),))
+        future = pool.submit(_first_line)
+        pool.wait([future], 30)
+        forked.append(future.result() - t0)
+        pool.shutdown()
+    print(f"a forked worker's first task, {rounds} rounds: fork -> task starts {summary(forked, 1e3, ' ms')} "
+          "(nothing to import: the study is in its memory)")
 
 
 def import_profile(code: str, top: int = 8) -> str:
@@ -114,7 +127,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         study = Path(tmp) / "startup.py"
         study.write_text(STUDY)
-        runs, numpy, unfrozen = [], [], []
+        runs, numpy, unfrozen, loky = [], [], [], []
         wall([str(BIN / "simstudy"), "run", str(study), "--out", str(Path(tmp) / "warm"), "--quiet"])  # disk cache
         # the console script without its gc.freeze at exit (simstudy.cli.main called as before)
         plain = [sys.executable, "-c", "import sys; from simstudy.cli import main; sys.exit(main())"]
@@ -122,11 +135,16 @@ def main() -> None:
             numpy.append(wall([sys.executable, "-c", "import numpy"]))
             runs.append(wall([str(BIN / "simstudy"), "run", str(study), "--out", str(Path(tmp) / f"r{r}"), "--quiet"]))
             unfrozen.append(wall([*plain, "run", str(study), "--out", str(Path(tmp) / f"u{r}"), "--quiet"]))
+            loky.append(wall([str(BIN / "simstudy"), "run", str(study), "--out", str(Path(tmp) / f"l{r}"), "--quiet"],
+                             env={"SIMSTUDY_FORK": "0"}))
         print(f"simstudy run, 10 replicates (OLS + mixed model), {args.rounds} rounds: {summary(runs, 1, ' s')}; "
               f"python -c 'import numpy' {summary(numpy, 1e3, ' ms')}: "
               f"{summary([a / b for a, b in zip(runs, numpy)], 1, 'x')}")
         print(f"  the same without gc.freeze at exit: {summary(unfrozen, 1, ' s')}; the console script takes "
               f"{summary([a / b for a, b in zip(runs, unfrozen)], 1, 'x')} of that")
+        print(f"  the same with loky's workers (SIMSTUDY_FORK=0): {summary(loky, 1, ' s')}; forked workers take "
+              f"{summary([a / b for a, b in zip(runs, loky)], 1, 'x')} of that")
+        print(f"  over numpy: {summary([a - b for a, b in zip(runs, numpy)], 1, ' s')} (target: within 0.4 s)")
         sys.stdout.flush()
         first_tasks(args.rounds, study)
         print("imports of `simstudy run` (the parent, up to the run): " + import_profile(

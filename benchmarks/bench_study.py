@@ -12,9 +12,9 @@ Sections (``--only`` picks some; every time is a median over interleaved rounds,
     generation (``generate_seconds``) nor a fit (``fit_seconds``; a batch's time is shared by its
     replicates). Imports excluded (a warm-up chunk first). Target: at most 15%.
 ``wall``
-    OLS + mixed model, one cell, 4,000 replicates: ``run_study`` (1 job: one worker process; and
-    ``in_process``) timed in a fresh process after its imports, against the compute loop of the same
-    replicates. Target: wall at most 2x the compute loop.
+    OLS + mixed model, one cell, 4,000 replicates: ``run_study`` (1 job: one forked worker process, as a
+    command runs it; one loky worker, ``SIMSTUDY_FORK=0``; and ``in_process``) timed in a fresh process after
+    its imports, against the compute loop of the same replicates. Target: wall at most 2x the compute loop.
 ``jobs``
     CPU seconds (the run's process and its workers) per replicate with 2 jobs against 1 job, same study,
     20,000 replicates. Target: at most 1.15x.
@@ -163,39 +163,44 @@ print(json.dumps({{"wall": wall, "cpu": cpu(resource.RUSAGE_SELF) + cpu(resource
 """
 
 
-def run_fresh(reps: int, jobs: int, in_process: bool = False) -> dict[str, float]:
+def run_fresh(reps: int, jobs: int, in_process: bool = False, fork: str = "") -> dict[str, float]:
     """``run_study`` in a new process: its wall time after the imports, and the CPU seconds of the process
-    (its imports excluded) and of its workers (theirs included)."""
+    (its imports excluded) and of its workers (theirs included). ``fork``: the ``SIMSTUDY_FORK`` setting
+    ("" forked workers, as a command runs them; "0" loky's)."""
     code = WALL.format(bench=str(Path(__file__).resolve().parent), reps=reps, jobs=jobs, in_process=in_process)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    env = {**os.environ, "SIMSTUDY_FORK": fork} if fork else dict(os.environ)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT,
+                         env=env)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def section_wall(rounds: int, reps: int) -> None:
     study = study_of({"ols": OLS(FORMULA), "lmm": MixedLM(FORMULA, groups="group")}, reps)
     compute_loop(study, 20)
-    loop, walls, inproc = [], [], []
+    loop, walls, loky, inproc = [], [], [], []
     for _ in range(rounds):
         loop.append(compute_loop(study, reps)[0])
         walls.append(run_fresh(reps, 1)["wall"])
+        loky.append(run_fresh(reps, 1, fork="0")["wall"])
         inproc.append(run_fresh(reps, 1, in_process=True)["wall"])
     print(f"OLS + mixed model, one cell, {reps} replicates, {rounds} rounds (wall after imports):")
     print(f"  compute loop (run_chunk in this process): {summary(loop, 1, ' s')}")
-    print(f"  run_study, 1 job (a worker process):      {summary(walls, 1, ' s')} = "
-          f"{summary([w / c for w, c in zip(walls, loop)], 1, 'x')} the loop (target <= 2x)")
-    print(f"  run_study, in_process:                    {summary(inproc, 1, ' s')} = "
-          f"{summary([w / c for w, c in zip(inproc, loop)], 1, 'x')} the loop")
+    for name, walls_of in (("1 job (a forked worker)", walls), ("1 job, loky's worker (SIMSTUDY_FORK=0)", loky),
+                           ("in_process", inproc)):
+        print(f"  run_study, {name}: {summary(walls_of, 1, ' s')} = "
+              f"{summary([w / c for w, c in zip(walls_of, loop)], 1, 'x')} the loop (target <= 2x)")
 
 
 def section_jobs(rounds: int, reps: int) -> None:
-    one, two = [], []
-    for _ in range(rounds):
-        for jobs, into in ((1, one), (2, two)):
-            into.append(run_fresh(reps, jobs)["cpu"] / reps)
-    print(f"CPU seconds per replicate (the run's process, its imports excluded, and its workers), {reps} "
-          f"replicates, {rounds} rounds:")
-    print(f"  1 job {summary(one, 1e6, ' us')}, 2 jobs {summary(two, 1e6, ' us')}: "
-          f"{summary([b / a for a, b in zip(one, two)], 1, 'x')} (target <= 1.15x)")
+    for fork, what in (("", "forked workers"), ("0", "loky's workers")):
+        one, two = [], []
+        for _ in range(rounds):
+            for jobs, into in ((1, one), (2, two)):
+                into.append(run_fresh(reps, jobs, fork=fork)["cpu"] / reps)
+        print(f"CPU seconds per replicate (the run's process, its imports excluded, and its workers), {reps} "
+              f"replicates, {rounds} rounds, {what}:")
+        print(f"  1 job {summary(one, 1e6, ' us')}, 2 jobs {summary(two, 1e6, ' us')}: "
+              f"{summary([b / a for a, b in zip(one, two)], 1, 'x')} (target <= 1.15x)")
 
 
 def notebook_way(reps: int) -> dict[str, float]:
