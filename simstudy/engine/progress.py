@@ -114,11 +114,11 @@ class Progress:
         if not quiet and in_notebook():
             from tqdm.auto import tqdm as notebook_tqdm  # a widget in Jupyter (text if ipywidgets is missing)
 
-            self._bar = notebook_tqdm(total=total, unit="rep", smoothing=0.1)
+            self._bar = _without_monitor(notebook_tqdm)(total=total, unit="rep", smoothing=0.1)
         elif not quiet and self.stream.isatty():
             from tqdm import tqdm
 
-            self._bar = tqdm(total=total, unit="rep", file=self.stream, smoothing=0.1)
+            self._bar = _without_monitor(tqdm)(total=total, unit="rep", file=self.stream, smoothing=0.1)
 
     def update(self, n: int) -> None:
         """Record ``n`` more finished replicates."""
@@ -141,6 +141,12 @@ class Progress:
         """Finish the bar."""
         if self._bar is not None:
             self._bar.close()
+
+
+def _without_monitor(bar: type) -> type:
+    """``bar`` (a tqdm class) without tqdm's monitor thread: the bar is redrawn at every update anyway, and a
+    thread in this process would keep the run from forking its workers (:mod:`.forkpool`)."""
+    return type(bar.__name__, (bar,), {"monitor_interval": 0})
 
 
 def in_notebook() -> bool:

@@ -24,3 +24,20 @@ def test_quiet_prints_nothing():
     p = Progress(10, quiet=True, stream=stream)
     p.update(10)
     assert stream.getvalue() == ""
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_the_terminal_bar_starts_no_thread():
+    # defect: tqdm's monitor thread made every run on a terminal fall back from forked workers to loky's
+    import threading
+
+    before = set(threading.enumerate())
+    progress = Progress(100, stream=_Terminal())
+    progress.update(50)
+    assert progress._bar is not None  # a tqdm bar, drawn on the terminal
+    assert set(threading.enumerate()) == before
+    progress.close()
