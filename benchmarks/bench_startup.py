@@ -43,9 +43,14 @@ STUDY = textwrap.dedent('''
 ''')
 
 
+#: The environment of the timed commands: bytecode caches written and used, as on a user's machine (some
+#: sandboxes set PYTHONDONTWRITEBYTECODE, which makes every start compile simstudy's modules again).
+ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
 def wall(cmd: list[str], env: dict[str, str] | None = None) -> float:
     t0 = time.perf_counter()
-    subprocess.run(cmd, check=True, capture_output=True, cwd=ROOT, env={**os.environ, **(env or {})})
+    subprocess.run(cmd, check=True, capture_output=True, cwd=ROOT, env={**ENV, **(env or {})})
     return time.perf_counter() - t0
 
 
@@ -109,7 +114,7 @@ def import_profile(code: str, top: int = 8) -> str:
     """``python -X importtime -c code``: the import time in all, and the packages that take most of it (the
     self time of every module, summed by top-level package)."""
     proc = subprocess.run([sys.executable, "-X", "importtime", "-c", code], capture_output=True, text=True,
-                          check=True, cwd=ROOT)
+                          check=True, cwd=ROOT, env=ENV)
     tops: dict[str, float] = {}
     for line in proc.stderr.splitlines():
         m = re.match(r"import time:\s+(\d+) \|\s+(\d+) \| (\s*)(\S+)", line)
@@ -140,7 +145,8 @@ def main() -> None:
         print(f"simstudy run, 10 replicates (OLS + mixed model), {args.rounds} rounds: {summary(runs, 1, ' s')}; "
               f"python -c 'import numpy' {summary(numpy, 1e3, ' ms')}: "
               f"{summary([a / b for a, b in zip(runs, numpy)], 1, 'x')}")
-        print(f"  the same without gc.freeze at exit: {summary(unfrozen, 1, ' s')}; the console script takes "
+        print(f"  the same without the console script's collection policy (off at start-up, frozen at exit): "
+              f"{summary(unfrozen, 1, ' s')}; the console script takes "
               f"{summary([a / b for a, b in zip(runs, unfrozen)], 1, 'x')} of that")
         print(f"  the same with loky's workers (SIMSTUDY_FORK=0): {summary(loky, 1, ' s')}; forked workers take "
               f"{summary([a / b for a, b in zip(runs, loky)], 1, 'x')} of that")

@@ -15,6 +15,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from simstudy.gc_policy import collecting
+
 EXIT_USAGE = 2
 
 
@@ -95,7 +97,8 @@ def cmd_summarize(args: argparse.Namespace) -> int:
 
     if (args.ci_lower is None) != (args.ci_upper is None):
         raise UsageError("--ci-lower and --ci-upper go together")
-    table = read_table(args.table)
+    with collecting():  # a table of any size
+        table = read_table(args.table)
     summary = summarize_table(
         table,
         estimate=args.estimate,
@@ -168,7 +171,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from simstudy.output.report import write_report
 
-    path = write_report(Path(args.dir), figures=not args.no_figures)
+    with collecting():  # figures are made of reference cycles
+        path = write_report(Path(args.dir), figures=not args.no_figures)
     print(f"wrote {path}")
     return 0
 
@@ -222,7 +226,8 @@ def cmd_power(args: argparse.Namespace) -> int:
                          lo=args.range[0], hi=args.range[1], confidence=args.confidence, fixed=dict(args.set or []),
                          start=args.start_reps, max_reps=args.max_reps, failures_reject=args.failures_reject)
     log = None if args.quiet else (lambda line: print(f"simstudy: {line}", file=sys.stderr, flush=True))
-    result, out = search_power(study, search, _config(args), study_file=Path(args.study), log=log)
+    with collecting():  # many runs in one process
+        result, out = search_power(study, search, _config(args), study_file=Path(args.study), log=log)
     print(format_search(result, search, out))
     return 0
 
@@ -250,8 +255,9 @@ def cmd_pilot(args: argparse.Namespace) -> int:
             raise UsageError(f"--{given[0].replace('_', '-')} configures the study file: give --out studies/NAME.py")
     elif Path(args.out).exists() and not args.force:
         raise UsageError(f"{args.out} exists; pass --force to overwrite it")
-    pilot = fit_pilot(args.data, args.formula, args.groups, slope=args.slope, nested_ids=args.nested_ids,
-                      reml=not args.ml)
+    with collecting():
+        pilot = fit_pilot(args.data, args.formula, args.groups, slope=args.slope, nested_ids=args.nested_ids,
+                          reml=not args.ml)
     print(pilot.summary())
     if pilot.status == "boundary":
         print(f"simstudy: warning: {pilot.message}", file=sys.stderr)
@@ -461,11 +467,16 @@ def _on_sigterm() -> Callable[[], None]:
 def console() -> None:
     """The ``simstudy`` console script: :func:`main`, then exit with its code.
 
-    Objects alive at exit are first frozen (``gc.freeze``), so that the interpreter's last garbage
-    collections do not traverse them: 0.12 s less on a 10-replicate ``run``, 0.17 s on ``show``
-    (``benchmarks/bench_startup.py``, docs/performance.md). Files are closed where they are written, never by
-    that collection. Not in :func:`main`, which a Python caller may call repeatedly.
+    Garbage collection is off while the command starts: its imports make some 500,000 objects that live as
+    long as the process, and the collections that traverse them as they accumulate took 0.1 s of a
+    10-replicate ``run``. A run turns collections on for its compute, after freezing (``gc.freeze``) what
+    exists by then (:mod:`simstudy.gc_policy`); its forked workers collect their own objects.
+    Objects alive at exit are frozen too, so that the interpreter's last collections do not traverse them:
+    0.12 s less on a 10-replicate ``run``, 0.17 s on ``show`` (``benchmarks/bench_startup.py``,
+    docs/performance.md). Files are closed where they are written, never by a collection. Not in
+    :func:`main`, which a Python caller may call repeatedly.
     """
+    gc.disable()
     code = main()
     gc.freeze()
     sys.exit(code)

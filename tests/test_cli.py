@@ -436,5 +436,7 @@ def test_console_script_exits_with_the_code_of_main(monkeypatch, capsys, tmp_pat
         assert exc.value.code == 2
         assert capsys.readouterr().err.startswith("simstudy: error:")
         assert gc.get_freeze_count() > 0  # what is left is not traversed at exit
+        assert not gc.isenabled()  # off while a command starts (simstudy.gc_policy)
     finally:
         gc.unfreeze()
+        gc.enable()

@@ -28,6 +28,7 @@ arrived, then raise :class:`~.progress.Interrupted`.
 
 from __future__ import annotations
 
+import gc
 import math
 import os
 import shutil
@@ -260,6 +261,8 @@ def _forked_init(parent: int) -> None:
     """Set up a forked worker as a loky worker is (:func:`_worker_init`, :data:`WORKER_ENV`), its BLAS already
     loaded by the parent limited to one thread as the environment limits a loky worker's."""
     _worker_init(parent)
+    gc.freeze()  # the parent's objects: never traversed here (no time, no copy-on-write of their pages)
+    gc.enable()
     os.environ.update(WORKER_ENV)
     from threadpoolctl import threadpool_limits
 

@@ -41,6 +41,7 @@ from simstudy.engine.preflight import preflight
 from simstudy.engine.progress import Interrupted, Progress, StopRequest
 from simstudy.engine.store import atomic_path, open_netcdf, read_json, write_json, write_netcdf
 from simstudy.estimators.base import STATUSES
+from simstudy.gc_policy import collecting
 from simstudy.study import Study, check_reps, check_seed, file_hash, load_study
 
 #: Seconds of work a task aims at when the chunk size is chosen automatically.
@@ -475,7 +476,7 @@ def _compute(study: Study, plan: Plan, config: RunConfig, chunk: int, jobs: int,
 
     try:
         if tasks:
-            with workers(config.backend, jobs, config.scheduler, in_process=config.in_process) as pool, \
+            with collecting(), workers(config.backend, jobs, config.scheduler, in_process=config.in_process) as pool, \
                     StopRequest() as stop:
                 ran = pool.describe()
                 fork = config.backend == "loky" and not config.in_process and fork_usable()
