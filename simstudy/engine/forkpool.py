@@ -75,6 +75,15 @@ class _Unpickler(pickle.Unpickler):
         return self.shared[pid]
 
 
+def _readable(fds: list[int], timeout: float) -> set[int]:
+    """The descriptors of ``fds`` that can be read (data or end of file) within ``timeout`` seconds
+    (``poll``: no limit on descriptor numbers, unlike ``select``)."""
+    poller = select.poll()
+    for fd in fds:
+        poller.register(fd, select.POLLIN)
+    return {fd for fd, _ in poller.poll(max(0.0, timeout) * 1000.0)}
+
+
 def _frame(blob: bytes) -> bytes:
     return len(blob).to_bytes(_HEADER, "little") + blob
 
@@ -190,7 +199,7 @@ class ForkPool:
             left = end - time.monotonic()
             if done or not busy or left <= 0:
                 return done
-            ready, _, _ = select.select([c.results for c in busy], [], [], left)
+            ready = _readable([c.results for c in busy], left)
             for child in busy:
                 if child.results in ready:
                     self._read(child)
@@ -200,7 +209,7 @@ class ForkPool:
         """Read whatever the workers have written, without waiting."""
         while True:
             busy = [c for c in self._children if c.future is not None]
-            ready = select.select([c.results for c in busy], [], [], 0)[0] if busy else []
+            ready = _readable([c.results for c in busy], 0.0) if busy else set()
             if not ready:
                 return
             for child in busy:
