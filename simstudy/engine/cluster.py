@@ -1,6 +1,7 @@
-"""Where the chunks run: loky worker processes on this machine, or a Dask distributed cluster.
+"""Where the chunks run: worker processes on this machine, or a Dask distributed cluster.
 
-``backend="loky"`` starts at most one worker per usable core and per task (:func:`cap_jobs`);
+``backend="loky"`` starts at most one worker per usable core and per task (:func:`cap_jobs`), forked from
+this process where that is safe and loky's elsewhere (:mod:`.forkpool`);
 ``in_process`` runs the tasks in this process instead. ``backend="dask"`` sends the same tasks to a cluster:
 an existing scheduler (``tcp://HOST:PORT``) or a LocalCluster started here (``local:N``, N worker processes
 with one thread each). Dask reschedules the tasks of a worker that dies on the other workers.

@@ -1,8 +1,11 @@
 """Running tasks on worker processes, streaming results back, and surviving workers that die or hang.
 
-Local runs (``backend="loky"``) use a pool of ``jobs`` loky worker processes, ``jobs == 1`` included: a
-worker that dies or hangs then costs a retry, not the run. ``in_process=True`` runs the tasks in this
-process instead (for debugging; no protection from crashes, nor from hangs in compiled code). At most
+Local runs (``backend="loky"``) use a pool of ``jobs`` worker processes, ``jobs == 1`` included: a worker
+that dies or hangs then costs a retry, not the run. The workers are forked from this process where that is
+safe (:mod:`.forkpool`: Linux, no other thread; nothing to start or import) and are loky's otherwise (fresh
+interpreters); both are handled alike below, with the same results bit for bit. ``in_process=True`` runs
+the tasks in this process instead (for debugging; no protection from crashes, nor from hangs in compiled
+code). At most
 ``jobs`` tasks are in flight, so a task starts as soon as it is submitted and every result that has arrived
 is in hand when the run is stopped.
 
