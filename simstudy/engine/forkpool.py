@@ -14,6 +14,8 @@ threads, macOS, where system libraries are not fork-safe) the runner uses loky.
 
 Objects named in ``shared`` (the study) are not sent with each task: the children have them already, and
 a task refers to them by position (pickle's persistent ids). So a study that cannot be pickled runs too.
+Everything else in a call is pickled as loky does it (cloudpickle: a function made in ``__main__`` or a
+notebook travels by value).
 """
 
 from __future__ import annotations
@@ -57,7 +59,13 @@ def fork_usable() -> bool:
     return sys.platform.startswith("linux") and threading.active_count() == 1
 
 
-class _Pickler(pickle.Pickler):
+try:  # what loky sends calls with: functions and classes made in __main__ or a notebook travel by value
+    from cloudpickle import CloudPickler as _Base
+except ImportError:  # pragma: no cover - loky depends on cloudpickle
+    _Base = pickle.Pickler  # type: ignore[assignment,misc]
+
+
+class _Pickler(_Base):  # type: ignore[valid-type,misc]
     def __init__(self, file: io.BytesIO, shared: dict[int, int]) -> None:
         super().__init__(file, pickle.HIGHEST_PROTOCOL)
         self.shared = shared

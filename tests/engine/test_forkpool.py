@@ -58,6 +58,17 @@ def test_calls_run_in_other_processes_and_results_come_back():
     assert pool.pids == []
 
 
+def test_functions_made_here_travel_by_value():
+    offset = 3
+    pool = ForkPool(1)
+    try:
+        future = pool.submit(lambda x: x + offset, 4)  # not picklable by reference
+        _wait_all(pool, [future])
+        assert future.result() == 7
+    finally:
+        pool.shutdown()
+
+
 def test_large_results_arrive_whole():
     import numpy as np
 
