@@ -179,7 +179,7 @@ def execute(
     if jobs < 1:
         raise ValueError(f"jobs must be at least 1, got {jobs}")
     _send_in_memory_modules_by_value()
-    return _Loky(study, jobs, retries, skip, timeout, stop, fork_usable() if fork is None else fork).run(tasks)
+    return _Local(study, jobs, retries, skip, timeout, stop, fork_usable() if fork is None else fork).run(tasks)
 
 
 #: Why ``--timeout`` is refused with Dask.
@@ -367,8 +367,9 @@ def _done_ok(future: Future) -> bool:
     return future.done() and not future.cancelled() and future.exception() is None
 
 
-class _Loky:
-    """Tasks on a loky pool: at most ``jobs`` in flight, suspects alone, deaths and hangs isolated."""
+class _Local:
+    """Tasks on worker processes of this machine (a :class:`~.forkpool.ForkPool` when ``fork``, else loky's
+    pool): at most ``jobs`` in flight, suspects alone, deaths and hangs isolated."""
 
     def __init__(self, study: Any, jobs: int, retries: int, skip: Callable[[Task], bool], timeout: float | None,
                  stop: StopRequest | None, fork: bool = False) -> None:
