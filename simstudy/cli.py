@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from simstudy.gc_policy import collecting
+from simstudy.threads import one_thread_here
 
 EXIT_USAGE = 2
 
@@ -471,12 +472,14 @@ def console() -> None:
     long as the process, and the collections that traverse them as they accumulate took 0.1 s of a
     10-replicate ``run``. A run turns collections on for its compute, after freezing (``gc.freeze``) what
     exists by then (:mod:`simstudy.gc_policy`); its forked workers collect their own objects.
-    Objects alive at exit are frozen too, so that the interpreter's last collections do not traverse them:
+    BLAS runs on one thread in this process, as in the workers (:mod:`simstudy.threads`). Objects alive at
+    exit are frozen too, so that the interpreter's last collections do not traverse them:
     0.12 s less on a 10-replicate ``run``, 0.17 s on ``show`` (``benchmarks/bench_startup.py``,
     docs/performance.md). Files are closed where they are written, never by a collection. Not in
     :func:`main`, which a Python caller may call repeatedly.
     """
     gc.disable()
+    one_thread_here()  # before numpy loads: see simstudy.threads
     code = main()
     gc.freeze()
     sys.exit(code)

@@ -53,6 +53,7 @@ import numpy as np
 from simstudy.engine.chunk import FAILED, VALUES, ChunkResult, Task, read_beat, run_chunk, timed_out_message
 from simstudy.engine.forkpool import ForkPool, fork_usable
 from simstudy.engine.progress import Interrupted, StopRequest
+from simstudy.threads import ONE_THREAD
 
 try:  # loky's own error when a worker dies
     from joblib.externals.loky.process_executor import TerminatedWorkerError
@@ -67,8 +68,7 @@ POLL = 0.1
 #: Seconds an idle loky worker waits for work before it exits (the pool is reused between runs).
 IDLE_WORKER = 300
 #: One BLAS/OpenMP thread per worker (as joblib's ``inner_max_num_threads=1``).
-WORKER_ENV = {v: "1" for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
-                               "VECLIB_MAXIMUM_THREADS", "NUMBA_NUM_THREADS", "NUMEXPR_NUM_THREADS")}
+WORKER_ENV = dict(ONE_THREAD)
 #: Set in every worker process (loky's or forked), so that code can tell it runs in one.
 WORKER_ENV["SIMSTUDY_WORKER"] = "1"
 _PR_SET_PDEATHSIG = 1
