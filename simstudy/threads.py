@@ -3,9 +3,10 @@
 The libraries read them when they load, so they must be set before numpy is imported. Worker processes get
 them (:data:`simstudy.engine.dispatch.WORKER_ENV`); the command line sets them for its own process too
 (:func:`simstudy.cli.console`): all its fits run in workers, or in-process under the same limit, so more BLAS
-threads would buy nothing there. What they do cost: OpenBLAS starts its threads when numpy loads, and a
-process whose threads run when it forks its workers risks a lock held for ever in a child (Python 3.12+
-warns of it, counting those threads).
+threads would buy nothing there, and its own numbers (the summaries) then do not depend on the machine's
+core count. It also means OpenBLAS starts no threads in the process that forks the workers. (Arrow's
+allocator threads remain: Python 3.12+ counts them when it warns, with a DeprecationWarning hidden by
+default, that forking a multi-threaded process may deadlock; the workers never use Arrow.)
 """
 
 from __future__ import annotations
