@@ -189,12 +189,15 @@ class ForkPool:
         return future
 
     def _dispatch(self) -> None:
-        for child in self._children:
+        for child in list(self._children):
             if not self._queue:
                 return
             if child.future is None:
                 child.future, payload = self._queue.popleft()
-                _write_all(child.calls, payload)
+                try:
+                    _write_all(child.calls, payload)
+                except BrokenPipeError:  # it died while idle (killed, out of memory): the call fails with that
+                    self._died(child)
 
     def wait(self, futures: Iterable[Future], timeout: float) -> set[Future]:
         """Read the workers' results until one of ``futures`` is done or ``timeout`` seconds have passed;

@@ -136,6 +136,19 @@ def test_a_worker_killed_by_a_signal_names_it():
         pool.kill()
 
 
+def test_a_worker_killed_while_idle_fails_the_next_call_not_the_caller():
+    pool = ForkPool(1)
+    try:
+        os.kill(pool.pids[0], signal.SIGKILL)
+        time.sleep(0.3)
+        future = pool.submit(square, 2)  # its pipe has no reader: no BrokenPipeError here
+        _wait_all(pool, [future])
+        with pytest.raises(WorkerDied, match="SIGKILL"):
+            future.result()
+    finally:
+        pool.kill()
+
+
 def test_kill_ends_hung_workers_and_keeps_results_that_arrived():
     pool = ForkPool(2)
     stuck, quick = pool.submit(hang, 0), pool.submit(square, 3)
