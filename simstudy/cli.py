@@ -98,8 +98,7 @@ def cmd_summarize(args: argparse.Namespace) -> int:
 
     if (args.ci_lower is None) != (args.ci_upper is None):
         raise UsageError("--ci-lower and --ci-upper go together")
-    with collecting():  # a table of any size
-        table = read_table(args.table)
+    table = read_table(args.table)
     summary = summarize_table(
         table,
         estimate=args.estimate,

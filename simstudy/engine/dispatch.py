@@ -5,9 +5,8 @@ that dies or hangs then costs a retry, not the run. The workers are forked from 
 safe (:mod:`.forkpool`: Linux, no other thread; nothing to start or import) and are loky's otherwise (fresh
 interpreters); both are handled alike below, with the same results bit for bit. ``in_process=True`` runs
 the tasks in this process instead (for debugging; no protection from crashes, nor from hangs in compiled
-code). At most
-``jobs`` tasks are in flight, so a task starts as soon as it is submitted and every result that has arrived
-is in hand when the run is stopped.
+code). At most ``jobs`` tasks are in flight, so a task starts as soon as it is submitted and every result
+that has arrived is in hand when the run is stopped.
 
 Worker deaths: when a worker process dies (killed, out of memory, a crash in compiled code, ``os._exit``)
 loky breaks the whole pool; the tasks that were in flight are then run one at a time ("alone"), each
@@ -68,9 +67,8 @@ POLL = 0.1
 #: Seconds an idle loky worker waits for work before it exits (the pool is reused between runs).
 IDLE_WORKER = 300
 #: One BLAS/OpenMP thread per worker (as joblib's ``inner_max_num_threads=1``).
-WORKER_ENV = dict(ONE_THREAD)
-#: Set in every worker process (loky's or forked), so that code can tell it runs in one.
-WORKER_ENV["SIMSTUDY_WORKER"] = "1"
+#: ``SIMSTUDY_WORKER=1`` tells code that it runs in a worker process (loky's or forked).
+WORKER_ENV = {**ONE_THREAD, "SIMSTUDY_WORKER": "1"}
 _PR_SET_PDEATHSIG = 1
 
 
@@ -269,11 +267,7 @@ def _forked_init(parent: int) -> None:
     os.environ.update(WORKER_ENV)
     from threadpoolctl import threadpool_limits
 
-    global _LIMITS
-    _LIMITS = threadpool_limits(limits=1)
-
-
-_LIMITS: Any = None
+    threadpool_limits(limits=1)  # for the worker's life (nothing restores it)
 
 
 def die_with_parent(parent: int) -> None:
