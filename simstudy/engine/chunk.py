@@ -46,13 +46,12 @@ from typing import Any
 import numpy as np
 
 from simstudy.engine.rng import ReplicateRngs, cell_key
-from simstudy.estimators.base import STATUSES, Fit, FitArrays
+from simstudy.estimators.base import STATUSES, VALUES, Fit, FitArrays, FitSlots
 from simstudy.estimators.formula import shared_designs
 
 #: Status code of a replicate that was not run (a cell the design's filter leaves out).
 NOT_RUN = -1
 FAILED = STATUSES.index("failed")
-VALUES = ("estimate", "se", "ci_lower", "ci_upper", "df")
 #: A heartbeat record: deadline (``time.monotonic()``), first and last replicate to blame, and the
 #: deadline again, negated (a torn read shows as a mismatch).
 _BEAT = struct.Struct("<dqqd")
@@ -410,29 +409,8 @@ _STATUS = {s: k for k, s in enumerate(STATUSES)}
 
 
 def _stack(fits: list[Fit]) -> FitArrays:
-    """A list of Fits as one :class:`~simstudy.estimators.base.FitArrays` (Fits with the same parameters
-    stacked in one go)."""
-    n = len(fits)
-    by_names: dict[tuple[str, ...], list[int]] = {}
-    for i, f in enumerate(fits):
-        by_names.setdefault(f.params, []).append(i)
-    params = tuple(dict.fromkeys(p for names in by_names for p in names))
-    index = {p: j for j, p in enumerate(params)}
-    P = len(params)
-    values = {v: np.full((n, P), np.nan) for v in VALUES}
-    reported = np.zeros((n, P), bool)
-    for names, rows in by_names.items():
-        if not names:
-            continue
-        cols = [index[p] for p in names]
-        at = (rows, slice(None)) if len(cols) == P and cols == list(range(P)) else np.ix_(rows, cols)
-        for v in VALUES:
-            values[v][at] = np.array([getattr(fits[i], v) for i in rows], dtype=float).reshape(len(rows), len(cols))
-        reported[at] = True
-    return FitArrays(params, *(values[v] for v in VALUES), reported,
-                   np.array([_STATUS[f.status] for f in fits], np.int8),
-                   np.array([f.n_warnings for f in fits], np.int32), [f.message for f in fits],
-                   [f.params for f in fits])
+    """A list of Fits as one :class:`~simstudy.estimators.base.FitArrays`."""
+    return FitSlots.of(fits).arrays()
 
 
 def _to_arrays(task: Task, methods: tuple[str, ...], columns: dict[str, _Column], gen_seconds: list[float]

@@ -24,6 +24,9 @@ from simstudy.types import Data
 #: Fit statuses, in the order the runner stores them as integer codes.
 STATUSES: tuple[str, ...] = ("ok", "boundary", "nonconverged", "failed")
 
+#: The per-parameter values of a Fit, in the order of its fields.
+VALUES: tuple[str, ...] = ("estimate", "se", "ci_lower", "ci_upper", "df")
+
 
 @dataclass(frozen=True)
 class Fit:
@@ -101,6 +104,116 @@ class FitArrays:
             cols = [index[p] for p in names]
         return Fit(names, self.estimate[i, cols], self.se[i, cols], self.ci_lower[i, cols], self.ci_upper[i, cols],
                    self.df[i, cols], STATUSES[self.status[i]], int(self.n_warnings[i]), self.message[i])
+
+
+class FitSlots:
+    """One slot per replicate of a batch, filled with single :class:`Fit` objects (``slots[i] = fit``) or with
+    blocks of stacked results (:meth:`put`); read back as :class:`FitArrays` (:meth:`arrays`, without a Fit
+    per replicate) or as Fits (``slots[i]``, :meth:`fits`). A later write to a slot replaces an earlier one.
+    """
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self._src = np.full(n, -1, np.intp)  # -1 empty, -2 a single Fit, else the block's index
+        self._single: dict[int, Fit] = {}
+        self._blocks: list[tuple[np.ndarray, tuple[str, ...], tuple[np.ndarray, ...], np.ndarray, list[str]]] = []
+
+    @classmethod
+    def of(cls, fits: Sequence[Fit]) -> "FitSlots":
+        """Slots holding ``fits``, in order."""
+        slots = cls(len(fits))
+        for i, fit in enumerate(fits):
+            slots[i] = fit
+        return slots
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __setitem__(self, i: int, fit: Fit) -> None:
+        self._single[i] = fit
+        self._src[i] = -2
+
+    def put(self, rows: Sequence[int], params: tuple[str, ...], estimate: np.ndarray, se: np.ndarray,
+            ci_lower: np.ndarray, ci_upper: np.ndarray, df: np.ndarray, status: Sequence[str] | np.ndarray,
+            message: Sequence[str]) -> None:
+        """Replicates ``rows`` (k of them) with parameters ``params``: values (k, len(params)); ``status``
+        strings of :data:`STATUSES` or their codes; ``message`` one string each; no warnings."""
+        rows = np.asarray(rows, np.intp)
+        codes = np.asarray(status)
+        if codes.dtype.kind in "UO":
+            codes = np.array([STATUSES.index(s) for s in codes.tolist()], np.int8)
+        for i in rows[self._src[rows] == -2].tolist():
+            del self._single[i]
+        self._src[rows] = len(self._blocks)
+        self._blocks.append((rows, tuple(params), (estimate, se, ci_lower, ci_upper, df), codes.astype(np.int8),
+                             list(message)))
+
+    def __getitem__(self, i: int) -> Fit:
+        src = int(self._src[i])
+        if src == -2:
+            return self._single[i]
+        if src == -1:
+            raise IndexError(f"slot {i} was never filled")
+        rows, params, values, codes, message = self._blocks[src]
+        r = int(np.flatnonzero(rows == i)[-1])
+        return Fit(params, *(v[r] for v in values), STATUSES[codes[r]], 0, message[r])
+
+    def fits(self) -> list[Fit]:
+        """Every replicate's Fit, in order."""
+        return [self[i] for i in range(self.n)]
+
+    def arrays(self) -> FitArrays:
+        """Every replicate's results stacked (parameters in order of first appearance by replicate)."""
+        n, src = self.n, self._src
+        if (src == -1).any():
+            raise IndexError(f"slot {int(np.flatnonzero(src == -1)[0])} was never filled")
+        names: list[tuple[str, ...]] = [()] * n
+        live = []  # (rows still held by the block, their positions in it, block)
+        for b, block in enumerate(self._blocks):
+            held = np.flatnonzero(src[block[0]] == b)
+            if held.size:
+                live.append((block[0][held], held, block))
+                for i in block[0][held].tolist():
+                    names[i] = block[1]
+        by_names: dict[tuple[str, ...], list[int]] = {}
+        for i in sorted(self._single):
+            fit = self._single[i]
+            names[i] = fit.params
+            by_names.setdefault(fit.params, []).append(i)
+        params = tuple(dict.fromkeys(p for group in dict.fromkeys(names) for p in group))
+        index = {p: j for j, p in enumerate(params)}
+        P = len(params)
+        values = [np.full((n, P), np.nan) for _ in range(5)]
+        reported = np.zeros((n, P), bool)
+        status = np.zeros(n, np.int8)
+        n_warnings = np.zeros(n, np.int32)
+        message = [""] * n
+
+        def at(rows: Sequence[int] | np.ndarray, group: tuple[str, ...]) -> tuple:
+            if group == params:
+                return (rows, slice(None))
+            return np.ix_(rows, [index[p] for p in group])
+
+        for rows, held, (_, group, stacked, codes, texts) in live:
+            where = at(rows, group)
+            for v, a in zip(values, stacked):
+                v[where] = a[held] if held.size < a.shape[0] else a
+            reported[where] = True
+            status[rows] = codes[held]
+            for i, k in zip(rows.tolist(), held.tolist()):
+                message[i] = texts[k]
+        for group, rows in by_names.items():
+            fits = [self._single[i] for i in rows]
+            if group:
+                where = at(rows, group)
+                for v, attr in zip(values, VALUES):
+                    v[where] = np.array([getattr(f, attr) for f in fits], dtype=float).reshape(len(rows), len(group))
+                reported[where] = True
+            status[rows] = [STATUSES.index(f.status) for f in fits]
+            n_warnings[rows] = [f.n_warnings for f in fits]
+            for i, f in zip(rows, fits):
+                message[i] = f.message
+        return FitArrays(params, *values, reported, status, n_warnings, message, names)
 
 
 @runtime_checkable

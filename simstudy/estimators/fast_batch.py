@@ -20,7 +20,7 @@ import numpy as np
 from simstudy.estimators import reml as ri
 from simstudy.estimators import reml_nested as nested
 from simstudy.estimators import reml_slope as rs
-from simstudy.estimators.base import Fit
+from simstudy.estimators.base import Fit, FitSlots
 from simstudy.estimators.formula import group_codes, nest_codes
 from simstudy.estimators.nested_stats import NestedLayout, NestedStats, batch_stats, rep_level_stats
 from simstudy.types import Data
@@ -85,7 +85,7 @@ def _nested_layout(est: Any, data: Data, nrows: int, cache: dict) -> NestedLayou
     return lay
 
 
-def check_units(est: Any, idx: np.ndarray, names: tuple, S: Any, XtX: np.ndarray, units: list, fits: list) -> None:
+def check_units(est: Any, idx: np.ndarray, names: tuple, S: Any, XtX: np.ndarray, units: list, fits: FitSlots) -> None:
     """Estimable columns and the within-variation check for a stack of replicates (random-intercept or nested
     statistics); appends ``(indices, names, keep, stats)`` units of replicates with the same estimable columns
     and records the degenerate ones as failed fits."""
@@ -108,7 +108,7 @@ def check_units(est: Any, idx: np.ndarray, names: tuple, S: Any, XtX: np.ndarray
             fits[idx[r]] = Fit.failed(_RESIDUAL_MSG, est._param_names(names))
 
 
-def fit_nested_all(est: Any, datasets: Sequence[Data], fits: list, infos: list, want_info: bool) -> None:
+def fit_nested_all(est: Any, datasets: Sequence[Data], fits: FitSlots, infos: list, want_info: bool) -> None:
     """Nested model: replicates sharing the fixed-effect columns and the grouping layout are stacked and their
     statistics computed together (:func:`simstudy.estimators.nested_stats.batch_stats`), in sub-batches of
     about ``_BATCH_ROWS`` rows (larger replicates one at a time, in row chunks); then all replicates with
@@ -160,7 +160,7 @@ def fit_nested_all(est: Any, datasets: Sequence[Data], fits: list, infos: list, 
 
 
 def _nested_results(est: Any, idx: np.ndarray, names: tuple, keep: np.ndarray, S: NestedStats, res: dict,
-                    fits: list, infos: list, want_info: bool) -> None:
+                    fits: FitSlots, infos: list, want_info: bool) -> None:
     outer, inner = est.groups
     R = idx.size
     df = None
@@ -190,10 +190,9 @@ def _nested_results(est: Any, idx: np.ndarray, names: tuple, keep: np.ndarray, S
     s2 = res["sigma2"]
     tr, tc = res["theta"][:, 0], res["theta"][:, 1]
     vcs = np.stack([tc * s2, tr * s2, s2], axis=1)
-    out = est._assemble_batch(names, keep, res["beta"], res["cov"], vcs, df, statuses, messages)
-    for r, i in enumerate(idx.tolist()):
-        fits[i] = out[r]
-        if want_info:
+    est._store_batch(fits, idx, names, keep, res["beta"], res["cov"], vcs, df, statuses, messages)
+    if want_info:
+        for r, i in enumerate(idx.tolist()):
             c = float(res["crit"][r])
             infos[i] = {"crit": c, "llf": -0.5 * c, "theta": np.array([tc[r], tr[r]]), "reml": est.reml}
 
@@ -212,7 +211,7 @@ def _nested_bw_df(S: NestedStats) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------------------------------- slope
-def fit_slope_all(est: Any, datasets: Sequence[Data], fits: list, infos: list, want_info: bool) -> None:
+def fit_slope_all(est: Any, datasets: Sequence[Data], fits: FitSlots, infos: list, want_info: bool) -> None:
     """Random intercept and slope: replicates sharing the fixed-effect columns and the grouping column are
     stacked and their statistics and checks computed together
     (:func:`simstudy.estimators.slope_stats.batch_stats`), in sub-batches of about ``_BATCH_ROWS`` rows; then
@@ -267,7 +266,7 @@ def fit_slope_all(est: Any, datasets: Sequence[Data], fits: list, infos: list, w
             _slope_results(est, idx, names, keep, S, {k: v[sl] for k, v in res.items()}, fits, infos, want_info)
 
 
-def _check_slope(est: Any, idx: np.ndarray, names: tuple, S: rs.SlopeStats, units: list, fits: list) -> None:
+def _check_slope(est: Any, idx: np.ndarray, names: tuple, S: rs.SlopeStats, units: list, fits: FitSlots) -> None:
     """The random-slope model's identifiability checks for a stack, in the order of a single fit; appends
     ``(indices, names, keep, stats)`` units of replicates that pass."""
     g, xname = est.groups[0], est.slope
@@ -313,7 +312,7 @@ def _line_residual(S: rs.SlopeStats) -> np.ndarray:
 
 
 def _slope_results(est: Any, idx: np.ndarray, names: tuple, keep: np.ndarray, S: rs.SlopeStats, res: dict,
-                   fits: list, infos: list, want_info: bool) -> None:
+                   fits: FitSlots, infos: list, want_info: bool) -> None:
     g = est.groups[0]
     R = idx.size
     dropped = est._dropped_message(names, keep)
@@ -344,9 +343,8 @@ def _slope_results(est: Any, idx: np.ndarray, names: tuple, keep: np.ndarray, S:
             statuses.append("ok")
     s2, psi = res["sigma2"], res["psi"]
     vcs = np.stack([psi[:, 0, 0] * s2, psi[:, 1, 1] * s2, psi[:, 0, 1] * s2, s2], axis=1)
-    out = est._assemble_batch(names, keep, res["beta"], res["cov"], vcs, df, statuses, ["; ".join(m) for m in msgs])
-    for r, i in enumerate(idx.tolist()):
-        fits[i] = out[r]
-        if want_info:
+    est._store_batch(fits, idx, names, keep, res["beta"], res["cov"], vcs, df, statuses, ["; ".join(m) for m in msgs])
+    if want_info:
+        for r, i in enumerate(idx.tolist()):
             c = float(res["crit"][r])
             infos[i] = {"crit": c, "llf": -0.5 * c, "theta": res["lam"][r], "psi": psi[r], "reml": est.reml}

@@ -47,7 +47,7 @@ import numpy as np
 from scipy.linalg import lapack
 from scipy.special import stdtrit
 
-from simstudy.estimators.base import STATUSES, Fit, FitArrays
+from simstudy.estimators.base import Fit, FitArrays, FitSlots
 from simstudy.estimators.formula import Formula, _levels_codes, group_codes
 from simstudy.types import Data
 
@@ -116,8 +116,7 @@ class OLS:
 
     def fit_batch(self, datasets: Sequence[Data]) -> list[Fit]:
         """Fit many replicates; each Fit is bit-identical to ``fit`` of that replicate alone."""
-        arrays = self._fit_many(datasets)
-        return [arrays.fit(i) for i in range(len(datasets))]
+        return self._fit_many(datasets, arrays=False).fits()
 
     def fit_batch_arrays(self, datasets: Sequence[Data]) -> FitArrays:
         """Fit many replicates and return the results stacked (:class:`FitArrays`), without a Fit per replicate."""
@@ -400,60 +399,22 @@ def _within(X: np.ndarray, y: np.ndarray, codes: np.ndarray, n_groups: int) -> t
     return Xw, yw
 
 
-class _Collector:
-    """Gathers a batch's results (groups of replicates with the same columns) into :class:`FitArrays`."""
+class _Collector(FitSlots):
+    """Gathers a batch's results (groups of replicates with the same columns, and failures)."""
 
     def __init__(self, n: int, level: float) -> None:
-        self.n, self.q = n, 0.5 + level / 2
-        self.groups: list[tuple[list[int], tuple[str, ...], tuple[np.ndarray, ...]]] = []
-        self.failures: list[tuple[int, str, tuple[str, ...]]] = []
+        super().__init__(n)
+        self.q = 0.5 + level / 2
 
     def failed(self, i: int, message: str, names: tuple[str, ...]) -> None:
-        self.failures.append((i, message, names))
+        self[i] = Fit.failed(message, names)
 
     def add(self, rows: list[int], names: tuple[str, ...], est: np.ndarray, se: np.ndarray, dfs: np.ndarray,
             df: np.ndarray, message: str) -> None:
         half_width = stdtrit(df, self.q)[:, None] * se
-        self.groups.append((rows, names, (est, se, est - half_width, est + half_width, dfs), message))
+        self.put(rows, names, est, se, est - half_width, est + half_width, dfs, np.zeros(len(rows), np.int8),
+                 [message] * len(rows))
 
     def only(self) -> Fit:
         """The Fit of a batch of one."""
-        if self.failures:
-            _, message, names = self.failures[0]
-            return Fit.failed(message, names)
-        _, names, (est, se, lower, upper, dfs), message = self.groups[0]
-        return Fit(names, est[0], se[0], lower[0], upper[0], dfs[0], "ok", 0, message)
-
-    def arrays(self) -> FitArrays:
-        n = self.n
-        order: dict[tuple[str, ...], None] = {}
-        names: list[tuple[str, ...]] = [()] * n
-        for rows, group_names, _, _ in self.groups:
-            for i in rows:
-                names[i] = group_names
-        for i, _, group_names in self.failures:
-            names[i] = group_names
-        for group_names in names:  # first appearance, in replicate order
-            order.setdefault(group_names)
-        params = tuple(dict.fromkeys(p for group_names in order for p in group_names))
-        P = len(params)
-        values = [np.full((n, P), np.nan) for _ in range(5)]
-        reported = np.zeros((n, P), bool)
-        status = np.full(n, STATUSES.index("ok"), np.int8)
-        message = [""] * n
-        index = {p: j for j, p in enumerate(params)}
-        for rows, group_names, stacked, text in self.groups:
-            cols = slice(None) if group_names == params else [index[p] for p in group_names]
-            at = (rows, cols) if isinstance(cols, slice) else np.ix_(rows, cols)
-            for v, a in zip(values, stacked):
-                v[at] = a
-            reported[at] = True
-            if text:
-                for i in rows:
-                    message[i] = text
-        failed = STATUSES.index("failed")
-        for i, text, group_names in self.failures:
-            reported[i, [index[p] for p in group_names]] = True
-            status[i] = failed
-            message[i] = text
-        return FitArrays(params, *values, reported, status, np.zeros(n, np.int32), message, names)
+        return self[0]

@@ -572,3 +572,30 @@ def test_fit_batch_slope_bit_identical_with_restarts(monkeypatch):
         _same_fit(est.fit(d), fb)
         assert fb.status == fc.status
         np.testing.assert_allclose(fb.estimate, fc.estimate, rtol=1e-5, atol=1e-6)
+
+
+def _arrays_match(est, data):
+    """``fit_batch_arrays`` holds, row by row, exactly ``fit_batch``'s Fits (and their failures)."""
+    batch = est.fit_batch(data)
+    arrays = est.fit_batch_arrays(data)
+    assert arrays.names == [f.params for f in batch]
+    assert [arrays.fit(i).status for i in range(len(data))] == [f.status for f in batch]
+    for i, fb in enumerate(batch):
+        _same_fit(arrays.fit(i), fb)
+        assert arrays.reported[i].sum() == len(fb.params)
+    return batch
+
+
+def test_fit_batch_arrays_equal_fit_batch_for_every_model():
+    """The runner's stacked results are the Fits, value for value: random intercept (with failures and a
+    dropped column), nested, random slope."""
+    ri = [d for s in range(3) for d in _layouts(s)]
+    ri[1] = dict(ri[1], y=np.where(np.arange(ri[1]["y"].size) == 0, np.nan, ri[1]["y"]))
+    ri[4] = dict(ri[4], t=2 * ri[4]["x"])
+    batch = _arrays_match(FastMixedLM("y ~ x + t", groups="g", df_method="satterthwaite"), ri)
+    assert batch[1].status == "failed" and "t" in batch[4].message
+    nested = [d for s in range(2) for d in _nested_layouts(s)]
+    _arrays_match(FastMixedLM("y ~ x + t", groups=["centre", "rep"]), nested)
+    slope = [d for s in range(2) for d in _slope_frames(s)]
+    slope[0] = {k: v for k, v in slope[0].items() if k != "g"}  # fails: no grouping column
+    assert _arrays_match(FastMixedLM("y ~ x", groups="g", slope="x"), slope)[0].status == "failed"
