@@ -21,7 +21,7 @@ from simstudy.estimators import reml as ri
 from simstudy.estimators import reml_nested as nested
 from simstudy.estimators import reml_slope as rs
 from simstudy.estimators.base import Fit, FitSlots
-from simstudy.estimators.formula import group_codes, nest_codes
+from simstudy.estimators.formula import ColumnCache, group_codes, nest_codes
 from simstudy.estimators.nested_stats import NestedLayout, NestedStats, batch_stats, rep_level_stats
 from simstudy.types import Data
 
@@ -115,7 +115,7 @@ def fit_nested_all(est: Any, datasets: Sequence[Data], fits: FitSlots, infos: li
     the same number of estimable columns are fitted together."""
     from simstudy.estimators.fast_mixedlm import _BATCH_ROWS, _Failure
 
-    cache: dict = {}
+    cache = ColumnCache()
     buckets: dict[tuple, list] = {}
     units: list[tuple] = []
     for i, data in enumerate(datasets):
@@ -219,7 +219,7 @@ def fit_slope_all(est: Any, datasets: Sequence[Data], fits: FitSlots, infos: lis
     from simstudy.estimators.fast_mixedlm import _BATCH_ROWS, _Failure
 
     xname = est.slope
-    cache: dict = {}
+    cache = ColumnCache()
     buckets: dict[tuple, list] = {}
     units: list[tuple] = []
     for i, data in enumerate(datasets):

@@ -48,7 +48,7 @@ from scipy.linalg import lapack
 from scipy.special import stdtrit
 
 from simstudy.estimators.base import Fit, FitArrays, FitSlots
-from simstudy.estimators.formula import Formula, _levels_codes, group_codes
+from simstudy.estimators.formula import ColumnCache, Formula, _levels_codes, group_codes
 from simstudy.types import Data
 
 __all__ = ["OLS", "FitArrays"]
@@ -130,7 +130,7 @@ class OLS:
         are the replicate's), so the numbers do not depend on the batch."""
         out = _Collector(len(datasets), self.level)
         stacks: dict[tuple, list] = {}  # (n, names): replicates whose full design goes through one QR each
-        codes: dict = {}  # grouping columns with the same values share one array of codes
+        codes = ColumnCache()  # grouping columns with the same values share one array of codes
         for i, data in enumerate(datasets):
             y, X, names = self.formula.build(data)
             fe = cl = None

@@ -391,7 +391,7 @@ def _ri_search(S: GroupStats, reml: bool, grid: np.ndarray, max_iter: int) -> di
         c = (lo[idx] * ghi[idx] - hi[idx] * glo[idx]) / (ghi[idx] - glo[idx])
         bad = ~((c > lo[idx]) & (c < hi[idx]))
         c[bad] = 0.5 * (lo[idx][bad] + hi[idx][bad])
-        Sx = S.take(idx)
+        Sx = S if idx.size == R else S.take(idx)
         gc = evaluate(_theta_of_tau(c[:, None], scale[idx, None]), Sx, reml)["grad"][:, 0]
         neg = gc < 0
         # Illinois: halve the function value kept at the endpoint that survives twice in a row

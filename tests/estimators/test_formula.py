@@ -172,3 +172,25 @@ def test_shared_designs_keep_at_most_their_byte_budget(monkeypatch):
     with formula.shared_designs():
         a, b = Formula("y ~ x").build(data), Formula("y ~ x").build(data)
         assert a[1] is not b[1] and a[1].flags.writeable
+
+
+def test_column_cache_finds_the_last_key_without_hashing_and_others_by_hash():
+    from simstudy.estimators.formula import ColumnCache
+
+    class Key(tuple):
+        hashes = 0
+
+        def __hash__(self):
+            Key.hashes += 1
+            return super().__hash__()
+
+    cache = ColumnCache()
+    a, b = Key(("<i8", b"\x01" * 16)), Key(("<i8", b"\x02" * 16))
+    cache[a] = "A"
+    cache[b] = "B"
+    Key.hashes = 0
+    assert cache.get(Key(("<i8", b"\x02" * 16))) == "B" and Key.hashes == 0  # the last one: compared, not hashed
+    assert cache.get(Key(("<i8", b"\x01" * 16))) == "A" and Key.hashes == 1  # another one: by hash
+    assert cache.get(Key(("<i8", b"\x01" * 16))) == "A" and Key.hashes == 1  # now the last one
+    assert cache.get(Key(("<i8", b"\x03" * 16))) is None and cache.get("x", 5) == 5
+    assert cache.get(Key(("<i8", b"\x01" * 16))) == "A"  # a miss does not replace the last key found
