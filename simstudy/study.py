@@ -20,6 +20,7 @@ from typing import Any
 
 from simstudy.design import Design
 from simstudy.dgp.base import factor_names
+from simstudy.lazy_modules import namespace
 from simstudy.types import Truth
 
 
@@ -277,8 +278,8 @@ def _send_local_modules_by_value(folder: Path) -> None:
         return resolved[where]
 
     folder = folder.resolve()
-    local = [m for m in list(sys.modules.values())
-             if isinstance(getattr(m, "__file__", None), str) and home(m.__file__) == folder]
+    files = ((m, namespace(m).get("__file__")) for m in list(sys.modules.values()))
+    local = [m for m, file in files if isinstance(file, str) and home(file) == folder]
     picklers = []
     try:
         from joblib.externals import cloudpickle as joblib_cloudpickle

@@ -52,6 +52,7 @@ import numpy as np
 from simstudy.engine.chunk import FAILED, VALUES, ChunkResult, Task, read_beat, run_chunk, timed_out_message
 from simstudy.engine.forkpool import ForkPool, fork_usable
 from simstudy.engine.progress import Interrupted, StopRequest
+from simstudy.lazy_modules import namespace
 from simstudy.threads import ONE_THREAD
 
 try:  # loky's own error when a worker dies
@@ -209,8 +210,8 @@ def _send_in_memory_modules_by_value() -> None:
     except ImportError:  # pragma: no cover - loky depends on it
         return
     for name, module in list(sys.modules.items()):
-        if (name != "__main__" and module is not None and getattr(module, "__spec__", "") is None
-                and getattr(module, "__file__", None) is None):
+        own = namespace(module)
+        if name != "__main__" and own and own.get("__spec__", "") is None and own.get("__file__") is None:
             try:
                 cloudpickle.register_pickle_by_value(module)
             except (ValueError, TypeError):

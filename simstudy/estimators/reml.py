@@ -224,7 +224,7 @@ def logdet_inv(M: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """
     try:
         L = np.linalg.cholesky(M)
-        return 2.0 * np.log(np.diagonal(L, axis1=-2, axis2=-1)).sum(-1), np.linalg.inv(M)
+        return 2.0 * np.log(L.diagonal(0, -2, -1)).sum(-1), np.linalg.inv(M)
     except np.linalg.LinAlgError:
         pass
     p = M.shape[-1]
@@ -388,22 +388,22 @@ def _ri_search(S: GroupStats, reml: bool, grid: np.ndarray, max_iter: int) -> di
     while active.any() and it < max_iter:
         it += 1
         idx = np.flatnonzero(active)
-        c = (lo[idx] * ghi[idx] - hi[idx] * glo[idx]) / (ghi[idx] - glo[idx])
-        bad = ~((c > lo[idx]) & (c < hi[idx]))
-        c[bad] = 0.5 * (lo[idx][bad] + hi[idx][bad])
+        a, b, ga, gb, sd = lo[idx], hi[idx], glo[idx], ghi[idx], side[idx]
+        c = (a * gb - b * ga) / (gb - ga)
+        bad = ~((c > a) & (c < b))
+        c[bad] = 0.5 * (a[bad] + b[bad])
         Sx = S if idx.size == R else S.take(idx)
         gc = evaluate(_theta_of_tau(c[:, None], scale[idx, None]), Sx, reml)["grad"][:, 0]
         neg = gc < 0
-        # Illinois: halve the function value kept at the endpoint that survives twice in a row
-        i_neg, i_pos = idx[neg], idx[~neg]
-        lo[i_neg], glo[i_neg] = c[neg], gc[neg]
-        ghi[i_neg] = np.where(side[i_neg] == -1, 0.5 * ghi[i_neg], ghi[i_neg])
-        side[i_neg] = -1
-        hi[i_pos], ghi[i_pos] = c[~neg], gc[~neg]
-        glo[i_pos] = np.where(side[i_pos] == 1, 0.5 * glo[i_pos], glo[i_pos])
-        side[i_pos] = 1
+        # c replaces the end whose derivative has its sign; Illinois: the derivative kept at the end that
+        # survives twice in a row is halved
+        lo[idx] = np.where(neg, c, a)
+        glo[idx] = np.where(neg, gc, np.where(sd == 1, 0.5 * ga, ga))
+        hi[idx] = np.where(neg, b, c)
+        ghi[idx] = np.where(neg, np.where(sd == -1, 0.5 * gb, gb), gc)
+        side[idx] = np.where(neg, -1, 1)
         tau[idx] = c
-        width = hi[idx] - lo[idx]
+        width = np.where(neg, b - c, c - a)
         done = (width <= 1e-11 * c * (1.0 - c)) | (gc == 0)
         active[idx[done]] = False
     theta = _theta_of_tau(tau, scale)
