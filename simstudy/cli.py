@@ -474,7 +474,7 @@ def console() -> None:
     exists by then (:mod:`simstudy.gc_policy`); its forked workers collect their own objects.
     BLAS runs on one thread in this process, as in the workers (:mod:`simstudy.threads`); ``numpy.testing``
     and ``numpy.f2py``, which scipy's import loads and nothing here uses, load only if used
-    (:mod:`simstudy.lazy_modules`: 0.06 s). Objects alive at
+    (:mod:`simstudy.lazy_modules`: 25-30 ms). Objects alive at
     exit are frozen too, so that the interpreter's last collections do not traverse them:
     0.12 s less on a 10-replicate ``run``, 0.17 s on ``show`` (``benchmarks/bench_startup.py``,
     docs/performance.md). Files are closed where they are written, never by a collection. Not in
@@ -482,7 +482,7 @@ def console() -> None:
     """
     gc.disable()
     one_thread_here()  # before numpy loads: see simstudy.threads
-    lazy_modules.defer()  # before scipy loads: see simstudy.lazy_modules
+    lazy_modules.defer_before_scipy()  # see simstudy.lazy_modules
     code = main()
     gc.freeze()
     sys.exit(code)

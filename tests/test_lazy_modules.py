@@ -57,10 +57,28 @@ import sys
 sys.argv = ["simstudy", "run", {str(ROOT / "tests" / "toy_study.py")!r}, "--reps", "4", "--out",
             {str(tmp_path / "out")!r}, "--quiet", "--jobs", "1"]
 from simstudy.cli import main, lazy_modules
-lazy_modules.defer()
+lazy_modules.defer_before_scipy()
+assert "numpy" not in sys.modules
 assert main() == 0
 print(type(sys.modules["numpy.testing"]).__name__, "unittest" in sys.modules)
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["_LazyModule", "False"]
+
+
+def test_the_console_script_defers_only_when_scipy_loads_and_help_imports_no_numpy():
+    code = """
+import sys
+sys.argv = ["simstudy", "--help"]
+from simstudy.cli import console
+try:
+    console()
+except SystemExit:
+    pass
+print("numpy" in sys.modules, any(type(f).__name__ == "_BeforeScipy" for f in sys.meta_path))
+import scipy.special
+print(type(sys.modules["numpy.testing"]).__name__, any(type(f).__name__ == "_BeforeScipy" for f in sys.meta_path))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.split()[-4:] == ["False", "True", "_LazyModule", "False"]
