@@ -87,6 +87,9 @@ def main() -> None:
     parser.add_argument("rev")
     parser.add_argument("--rounds", type=int, default=40)
     args = parser.parse_args()
+    from simstudy.malloc_policy import keep_freed_memory
+
+    keep_freed_memory()  # as in every worker (applies to both versions: one process)
     with tempfile.TemporaryDirectory() as tmp, threadpool_limits(limits=1):
         old_name = extract(args.rev, Path(tmp))
         sys.path.insert(0, tmp)

@@ -22,7 +22,8 @@ Sections (``--only`` picks some; every time is a median over interleaved rounds,
     The notebook's way (a DataFrame and ``smf.ols`` + ``smf.mixedlm`` per replicate) against simstudy's
     compute loop, and OLS per fit against ``numpy.linalg.lstsq`` on the same arrays.
 
-BLAS is pinned to one thread (here and in the workers). Run:
+BLAS is pinned to one thread and malloc keeps freed memory (:func:`simstudy.malloc_policy.keep_freed_memory`),
+here as in the workers, so that the loop runs as it does in a worker. Run:
 ``.venv/bin/python benchmarks/bench_study.py [--rounds 5] [--only loop overhead ...]``.
 """
 
@@ -50,6 +51,7 @@ from simstudy.design import Design  # noqa: E402
 from simstudy.dgp.clustered import RandomIntercept  # noqa: E402
 from simstudy.engine.chunk import Task, run_chunk  # noqa: E402
 from simstudy.estimators import OLS, MixedLM  # noqa: E402
+from simstudy.malloc_policy import keep_freed_memory  # noqa: E402
 from simstudy.study import Study, load_study  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -256,6 +258,7 @@ def main() -> None:
     parser.add_argument("--reps", type=int, help="replicates (default per section: "
                         + ", ".join(f"{k} {v}" for k, v in DEFAULT_REPS.items()) + ")")
     args = parser.parse_args()
+    keep_freed_memory()  # as in every worker
     with threadpool_limits(limits=1):
         for name in args.only:
             SECTIONS[name](args.rounds if name not in ("jobs", "wall") else min(args.rounds, 3),

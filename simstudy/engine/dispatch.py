@@ -53,6 +53,7 @@ from simstudy.engine.chunk import FAILED, VALUES, ChunkResult, Task, read_beat, 
 from simstudy.engine.forkpool import ForkPool, fork_usable
 from simstudy.engine.progress import Interrupted, StopRequest
 from simstudy.lazy_modules import namespace
+from simstudy.malloc_policy import keep_freed_memory
 from simstudy.threads import ONE_THREAD
 
 try:  # loky's own error when a worker dies
@@ -253,10 +254,12 @@ def _in_process(study: Any, tasks: Sequence[Task], skip: Callable[[Task], bool],
 
 
 def _worker_init(parent: int) -> None:
-    """Set up a loky worker: Ctrl-C is for the parent (which stops the pool), and the worker dies with the
-    parent (:func:`die_with_parent`)."""
+    """Set up a loky worker: Ctrl-C is for the parent (which stops the pool), the worker dies with the
+    parent (:func:`die_with_parent`), and it keeps the memory it frees for the next chunk
+    (:func:`simstudy.malloc_policy.keep_freed_memory`)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     die_with_parent(parent)
+    keep_freed_memory()
 
 
 def _forked_init(parent: int) -> None:
