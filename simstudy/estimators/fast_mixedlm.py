@@ -75,7 +75,7 @@ from scipy.special import stdtrit  # scipy.stats costs ~0.4 s to import in every
 from simstudy.estimators import fast_batch
 from simstudy.estimators import reml as ri
 from simstudy.estimators.base import Fit, FitArrays, FitSlots
-from simstudy.estimators.formula import NESTED_IDS, ColumnCache, Formula, group_codes
+from simstudy.estimators.formula import NESTED_IDS, ColumnCache, Formula, fill_rows, group_codes
 from simstudy.types import Data
 
 DF_METHODS = (None, "between-within", "satterthwaite")
@@ -242,7 +242,9 @@ class FastMixedLM:
         units: list[tuple] = []
         for i, data in enumerate(datasets):
             try:
-                y, X, names = self.formula.build(data)
+                # numeric columns are copied straight into the stack below, without a design matrix
+                direct = self.formula.numeric_columns(data)
+                y, X, names = self.formula.build(data) if direct is None else direct
             except ValueError as exc:
                 fits[i] = Fit.failed(str(exc))
                 continue
@@ -250,9 +252,10 @@ class FastMixedLM:
                 try:
                     lay = self._layout(data, y.shape[0], cache)
                 except (_Failure, ValueError):
-                    self._precheck(y, X)
+                    self._precheck(y, self._matrix(data, X))
                     raise
                 if y.shape[0] > ri._CHUNK:
+                    X = self._matrix(data, X)
                     self._precheck(y, X)
                     S = ri.ri_stats(y, X, lay.codes, lay.G)
                     p = S.p
@@ -272,7 +275,10 @@ class FastMixedLM:
                 part = members[s : s + step]
                 Z = np.empty((len(part), p + 1, n))
                 for r, (_, y, X) in enumerate(part):
-                    Z[r, :p] = X.T
+                    if isinstance(X, list):
+                        fill_rows(Z[r, :p], X, self.formula.intercept)
+                    else:
+                        Z[r, :p] = X.T
                     Z[r, p] = y
                 idx = np.array([m[0] for m in part])
                 finite = np.isfinite(Z).all(axis=(1, 2))
@@ -292,6 +298,10 @@ class FastMixedLM:
             idx = np.concatenate([u[0] for u in us])
             S = us[0][3] if len(us) == 1 else ri.stack_stats([u[3] for u in us])
             self._fit_ri_group(idx, us[0][1], us[0][2], S, fits, infos, want_info)
+
+    def _matrix(self, data: Data, X: np.ndarray | list) -> np.ndarray:
+        """The design matrix, where ``X`` may be its columns (:meth:`Formula.numeric_columns`)."""
+        return self.formula.build(data)[1] if isinstance(X, list) else X
 
     def _dropped_message(self, names, keep) -> str:
         dropped = [nm for j, nm in enumerate(names) if j not in set(keep.tolist())]

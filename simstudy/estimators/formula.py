@@ -148,6 +148,20 @@ class Formula:
             _SHARED.bytes += size
         return built
 
+    def numeric_columns(self, data: Data) -> tuple[np.ndarray, list[np.ndarray], tuple[str, ...]] | None:
+        """For a formula of numeric columns only: the response, the design's columns as they are (no
+        intercept column: see :func:`fill_rows`) and the column names, without building ``X``; None where
+        :meth:`build` takes its general path. Raises what :meth:`build` raises for a missing column."""
+        self.check_columns(data)
+        numeric = self.__dict__.get("_numeric")
+        if numeric is None:
+            return None
+        y = np.asarray(data[self.response], dtype=float)
+        if y.ndim != 1:
+            return None
+        values = _numeric_values(data, numeric, y.shape[0])
+        return None if values is None else (y, values, self._names)
+
     def _build(self, data: Data) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
         self.check_columns(data)
         y = np.asarray(data[self.response], dtype=float)
@@ -191,18 +205,36 @@ class Formula:
         return y, X, tuple(names)
 
 
+def _numeric_values(data: Data, columns: tuple[str, ...], n: int) -> list[np.ndarray] | None:
+    """The numeric columns as they are, or None where one is not a 1-D array of n numbers (the general path of
+    :meth:`Formula.build` is needed then)."""
+    out = []
+    for col in columns:
+        values = np.asarray(data[col])
+        if values.ndim != 1 or values.shape[0] != n or values.dtype.kind not in "biuf":
+            return None
+        out.append(values)
+    return out
+
+
+def fill_rows(out: np.ndarray, columns: list[np.ndarray], intercept: bool) -> None:
+    """Write the design ``X`` of numeric ``columns`` (and an intercept) transposed into ``out`` (p, n): the
+    same numbers as :meth:`Formula.build` (each column converted to float64 by assignment)."""
+    if intercept:
+        out[0] = 1.0
+    for j, values in enumerate(columns, start=intercept):
+        out[j] = values
+
+
 def _numeric_design(data: Data, columns: tuple[str, ...], intercept: bool, n: int) -> np.ndarray | None:
     """The design of numeric columns (and an intercept) filled column by column; the same numbers as the
     general path (``astype(float)`` of each column), or None where that path is needed (a column that is
     not a 1-D array of n numbers)."""
+    values = _numeric_values(data, columns, n)
+    if values is None:
+        return None
     X = np.empty((n, len(columns) + intercept), order="F")
-    if intercept:
-        X[:, 0] = 1.0
-    for j, col in enumerate(columns, start=intercept):
-        values = np.asarray(data[col])
-        if values.ndim != 1 or values.shape[0] != n or values.dtype.kind not in "biuf":
-            return None
-        X[:, j] = values
+    fill_rows(X.T, values, intercept)
     return X
 
 
