@@ -599,3 +599,19 @@ def test_fit_batch_arrays_equal_fit_batch_for_every_model():
     slope = [d for s in range(2) for d in _slope_frames(s)]
     slope[0] = {k: v for k, v in slope[0].items() if k != "g"}  # fails: no grouping column
     assert _arrays_match(FastMixedLM("y ~ x", groups="g", slope="x"), slope)[0].status == "failed"
+
+
+def test_random_intercept_from_the_columns_equals_from_the_design_matrix(monkeypatch):
+    """Numeric formulas skip the design matrix (Formula.numeric_columns); the Fits are those of the matrix
+    path, bit for bit, failures included."""
+    from simstudy.estimators.formula import Formula
+
+    data = [d for s in range(2) for d in _layouts(s)]
+    data[2] = dict(data[2], t=data[2]["t"].astype(np.int64))  # an integer column, converted as build does
+    data[3] = dict(data[3], y=np.where(np.arange(data[3]["y"].size) == 1, np.inf, data[3]["y"]))
+    est = FastMixedLM("y ~ x + t", groups="g", df_method="satterthwaite")
+    direct = est.fit_batch(data)
+    monkeypatch.setattr(Formula, "numeric_columns", lambda self, data: None)
+    for a, b in zip(direct, est.fit_batch(data)):
+        _same_fit(a, b)
+    assert direct[3].status == "failed"

@@ -194,3 +194,23 @@ def test_column_cache_finds_the_last_key_without_hashing_and_others_by_hash():
     assert cache.get(Key(("<i8", b"\x01" * 16))) == "A" and Key.hashes == 1  # now the last one
     assert cache.get(Key(("<i8", b"\x03" * 16))) is None and cache.get("x", 5) == 5
     assert cache.get(Key(("<i8", b"\x01" * 16))) == "A"  # a miss does not replace the last key found
+
+
+def test_numeric_columns_fill_the_same_numbers_as_build_or_step_aside():
+    from simstudy.estimators.formula import fill_rows
+
+    rng = np.random.default_rng(3)
+    data = {"y": rng.normal(size=7), "x": rng.normal(size=7).astype(np.float32), "t": np.arange(7) % 2,
+            "u": np.arange(7, dtype=np.uint8), "g": np.array(list("aabbccd"))}
+    for text, intercept in (("y ~ x + t + u", True), ("y ~ 0 + x + t", False)):
+        f = Formula(text)
+        y, X, names = f.build(data)
+        y2, cols, names2 = f.numeric_columns(data)
+        out = np.full((X.shape[1], 7), np.nan)
+        fill_rows(out, cols, intercept)
+        assert names2 == names and y2.tobytes() == y.tobytes() and out.T.tobytes() == np.ascontiguousarray(X).tobytes()
+    assert Formula("y ~ x + C(g)").numeric_columns(data) is None  # categorical: build's general path
+    assert Formula("y ~ x").numeric_columns(dict(data, x=np.ones((7, 2)))) is None  # not 1-D
+    assert Formula("y ~ x").numeric_columns(dict(data, x=np.ones(6))) is None  # wrong length: build decides
+    with pytest.raises(ValueError, match="'z'"):
+        Formula("y ~ z").numeric_columns(data)
