@@ -115,6 +115,7 @@ class FitSlots:
     def __init__(self, n: int) -> None:
         self.n = n
         self._src = np.full(n, -1, np.intp)  # -1 empty, -2 a single Fit, else the block's index
+        self._pos = np.zeros(n, np.intp)  # the row's position in its block
         self._single: dict[int, Fit] = {}
         self._blocks: list[tuple[np.ndarray, tuple[str, ...], tuple[np.ndarray, ...], np.ndarray, list[str]]] = []
 
@@ -145,6 +146,7 @@ class FitSlots:
         for i in rows[self._src[rows] == -2].tolist():
             del self._single[i]
         self._src[rows] = len(self._blocks)
+        self._pos[rows] = np.arange(rows.size)
         self._blocks.append((rows, tuple(params), (estimate, se, ci_lower, ci_upper, df), codes.astype(np.int8),
                              list(message)))
 
@@ -154,8 +156,8 @@ class FitSlots:
             return self._single[i]
         if src == -1:
             raise IndexError(f"slot {i} was never filled")
-        rows, params, values, codes, message = self._blocks[src]
-        r = int(np.flatnonzero(rows == i)[-1])
+        _, params, values, codes, message = self._blocks[src]
+        r = int(self._pos[i])
         return Fit(params, *(v[r] for v in values), STATUSES[codes[r]], 0, message[r])
 
     def fits(self) -> list[Fit]:
