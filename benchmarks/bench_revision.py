@@ -10,34 +10,27 @@ replicates are compared bit for bit; the script stops if they differ, since then
 but a different method.
 
 Run: ``.venv/bin/python benchmarks/bench_revision.py REV [--rounds 40]`` (REV: a commit, tag or branch).
-BLAS is pinned to one thread.
+BLAS is pinned to one thread; the cell and formula are ``bench_study.py``'s.
 """
 
 from __future__ import annotations
 
-import os
+import argparse
+import importlib
+import io
+import re
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+from types import ModuleType
 
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ[_var] = "1"
+from bench_study import CELL, FORMULA, ROOT  # pins BLAS to one thread as it loads numpy
+from threadpoolctl import threadpool_limits
 
-import argparse  # noqa: E402
-import importlib  # noqa: E402
-import io  # noqa: E402
-import re  # noqa: E402
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import tarfile  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-from types import ModuleType  # noqa: E402
-
-from threadpoolctl import threadpool_limits  # noqa: E402
-
-ROOT = Path(__file__).resolve().parent.parent
-FORMULA = "y ~ x + treat"
-CELL = {"n_groups": 30, "group_size": 20, "icc": 0.1, "treatment_effect": 0.3}
 REPS = 250
 
 

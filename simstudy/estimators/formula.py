@@ -151,11 +151,12 @@ class Formula:
     def numeric_columns(self, data: Data) -> tuple[np.ndarray, list[np.ndarray], tuple[str, ...]] | None:
         """For a formula of numeric columns only: the response, the design's columns as they are (no
         intercept column: see :func:`fill_rows`) and the column names, without building ``X``; None where
-        :meth:`build` takes its general path. Raises what :meth:`build` raises for a missing column."""
-        self.check_columns(data)
+        :meth:`build` takes its general path (which checks the columns itself); otherwise raises what
+        :meth:`build` raises for a missing column."""
         numeric = self.__dict__.get("_numeric")
         if numeric is None:
-            return None
+            return None  # build's general path, which checks the columns itself
+        self.check_columns(data)
         y = np.asarray(data[self.response], dtype=float)
         if y.ndim != 1:
             return None

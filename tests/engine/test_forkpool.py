@@ -6,12 +6,23 @@ import os
 import signal
 import threading
 import time
+from contextlib import contextmanager
 
 import pytest
 
 from simstudy.engine.forkpool import ENV, ForkPool, WorkerDied, fork_usable
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="no os.fork on this platform")
+
+
+@contextmanager
+def running(*args, kill=False, **kwargs):
+    """A ForkPool, shut down (or killed) at the end of the block."""
+    pool = ForkPool(*args, **kwargs)
+    try:
+        yield pool
+    finally:
+        pool.kill() if kill else pool.shutdown()
 
 
 def _wait_all(pool, futures, seconds=30.0):
@@ -46,39 +57,30 @@ def call_shared(obj, x):
 
 
 def test_calls_run_in_other_processes_and_results_come_back():
-    pool = ForkPool(2)
-    try:
+    with running(2) as pool:
         futures = [pool.submit(pid_and, i) for i in range(6)]
         _wait_all(pool, futures)
         pids = {f.result()[0] for f in futures}
         assert [f.result()[1] for f in futures] == list(range(6))
         assert os.getpid() not in pids and pids <= set(pool.pids)
-    finally:
-        pool.shutdown()
     assert pool.pids == []
 
 
 def test_functions_made_here_travel_by_value():
     offset = 3
-    pool = ForkPool(1)
-    try:
+    with running(1) as pool:
         future = pool.submit(lambda x: x + offset, 4)  # not picklable by reference
         _wait_all(pool, [future])
         assert future.result() == 7
-    finally:
-        pool.shutdown()
 
 
 def test_large_results_arrive_whole():
     import numpy as np
 
-    pool = ForkPool(1)
-    try:
+    with running(1) as pool:
         future = pool.submit(np.arange, 3_000_000)  # 24 MB through a 64 kB pipe
         _wait_all(pool, [future])
         assert future.result().shape == (3_000_000,) and future.result()[-1] == 2_999_999
-    finally:
-        pool.shutdown()
 
 
 def test_shared_objects_are_not_pickled():
@@ -88,65 +90,50 @@ def test_shared_objects_are_not_pickled():
     def add(x):  # a closure: not picklable by reference either
         return x + offset + (0 if lock.locked() else 1)
 
-    pool = ForkPool(1, shared=(add,))
-    try:
+    with running(1, shared=(add,)) as pool:
         future = pool.submit(call_shared, add, 5)
         _wait_all(pool, [future])
         assert future.result() == 16
-    finally:
-        pool.shutdown()
 
 
 def test_an_error_in_a_call_is_raised_with_the_worker_traceback():
-    pool = ForkPool(1)
-    try:
+    with running(1) as pool:
         bad, good = pool.submit(boom, 3), pool.submit(square, 4)
         _wait_all(pool, [bad, good])
         with pytest.raises(ArithmeticError, match="bad 3") as info:
             bad.result()
         assert "in a forked worker process" in info.value.__notes__[0] and "boom" in info.value.__notes__[0]
         assert good.result() == 16  # the worker goes on
-    finally:
-        pool.shutdown()
 
 
 def test_a_worker_that_dies_fails_its_call_and_breaks_the_pool():
-    pool = ForkPool(2)
-    try:
+    with running(2, kill=True) as pool:
         dead = pool.submit(die, 7)
         _wait_all(pool, [dead])
         with pytest.raises(WorkerDied, match="exit code 7"):
             dead.result()
         with pytest.raises(WorkerDied):
             pool.submit(square, 2)
-    finally:
-        pool.kill()
 
 
 def test_a_worker_killed_by_a_signal_names_it():
-    pool = ForkPool(1)
-    try:
+    with running(1, kill=True) as pool:
         future = pool.submit(hang, 0)
         pool.wait([future], 0.3)
         os.kill(pool.pids[0], signal.SIGKILL)
         _wait_all(pool, [future])
         with pytest.raises(WorkerDied, match=r"exit code -9, SIGKILL"):
             future.result()
-    finally:
-        pool.kill()
 
 
 def test_a_worker_killed_while_idle_fails_the_next_call_not_the_caller():
-    pool = ForkPool(1)
-    try:
+    with running(1, kill=True) as pool:
         os.kill(pool.pids[0], signal.SIGKILL)
         time.sleep(0.3)
         future = pool.submit(square, 2)  # its pipe has no reader: no BrokenPipeError here
         _wait_all(pool, [future])
         with pytest.raises(WorkerDied, match="SIGKILL"):
             future.result()
-    finally:
-        pool.kill()
 
 
 def test_kill_ends_hung_workers_and_keeps_results_that_arrived():
